@@ -1,0 +1,56 @@
+# semiclass: `make demo` runs the main job end to end on real data,
+# `make test` runs the test suite. Both set up everything they need.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+VENV_STAMP := $(VENV)/.installed
+PYTHON := $(VENV)/bin/python
+SITE = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages))
+
+# tch builds against the libtorch inside the pip wheel; ort loads the ONNX
+# Runtime library of the onnxruntime wheel at run time (load-dynamic).
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export ORT_DYLIB_PATH = $(firstword $(wildcard $(SITE)/onnxruntime/capi/libonnxruntime.so.*))
+
+DATA := $(CURDIR)/data
+DEMO_DATASET := $(DATA)/fashion-mnist
+SEMICLASS := target/release/semiclass
+
+.PHONY: help setup demo test lint bench clean-data
+
+help:
+	@echo "make demo    set up, then run the main job end to end on Fashion-MNIST"
+	@echo "make test    set up, then run the test suite"
+	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make bench   run the benchmarks under bench/"
+
+$(VENV_STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV_STAMP)
+	@scripts/system-deps.sh
+
+demo: setup
+	cargo build --release -p semiclass-trainer
+	$(SEMICLASS) demo-data fashion-mnist $(DEMO_DATASET) --labeled-frac 0.1 --seed 0
+	$(SEMICLASS) check $(DEMO_DATASET) --max-shown 5
+
+test: setup
+	cargo build --workspace --bins
+	cargo nextest run --workspace --no-fail-fast
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: setup
+	cargo build --release --workspace --bins
+	bench/run-all.sh

@@ -1,0 +1,41 @@
+//! PNG charts for the reports a run directory holds.
+//!
+//! Drawn with plotters into a memory buffer and encoded with `image`, so no
+//! system graphics library is needed. Labels need a font with CJK glyphs
+//! (class names are often Chinese): see [`font`].
+
+pub mod bars;
+pub mod font;
+
+pub use bars::{GroupedBars, horizontal_bars};
+
+/// Why a chart could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// No usable font (the message says which file and what to install).
+    #[error("{0}")]
+    Font(String),
+    #[error("drawing failed: {0}")]
+    Draw(String),
+    #[error("{path}: cannot write PNG: {source}")]
+    Write {
+        path: String,
+        source: image::ImageError,
+    },
+}
+
+/// Encodes an RGB buffer drawn by plotters as a PNG file.
+pub(crate) fn save_rgb(
+    path: &std::path::Path,
+    buffer: Vec<u8>,
+    (width, height): (u32, u32),
+) -> Result<(), PlotError> {
+    let image = image::RgbImage::from_raw(width, height, buffer)
+        .ok_or_else(|| PlotError::Draw("buffer size does not match the chart size".into()))?;
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+}

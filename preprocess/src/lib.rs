@@ -1,0 +1,8 @@
+//! Image decoding and preprocessing, implemented once.
+//!
+//! Every consumer (dataset check, trainer evaluation, server, SDK) calls this
+//! crate, so the same file always becomes the same pixels and the same tensor.
+
+pub mod decode;
+
+pub use decode::{DecodeError, DecodeLimits, DecodedImage, decode_rgb, read_dimensions};

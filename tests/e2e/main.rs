@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binaries on datasets built in temp folders.
+
+mod check;
+mod common;
+mod demo_data;
