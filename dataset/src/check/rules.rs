@@ -6,118 +6,96 @@ use std::collections::HashMap;
 use crate::lists::{self, LabeledEntry, UnlabeledEntry};
 use crate::load::ListSet;
 use crate::paths::RelPath;
-use crate::problem::{Location, Problems};
+use crate::problem::{Location, Problems, Severity};
 
 /// First place each image appears in one list, with its label if any.
 type Seen = HashMap<RelPath, (usize, Option<usize>)>;
 
+/// `(list, other list, severity, why)`: an image of `list` that is also in
+/// `other list` is reported at its line in `list`. Training on an image that
+/// also validates or tests it makes the accuracy that picks or reports a
+/// model meaningless, hence the errors.
+const OVERLAP_RULES: [(&str, &str, Severity, &str); 6] = [
+    (
+        lists::VAL_FILE,
+        lists::TRAIN_FILE,
+        Severity::Error,
+        "an image used for validation must not also be trained on; remove it from one list",
+    ),
+    (
+        lists::TEST_FILE,
+        lists::TRAIN_FILE,
+        Severity::Error,
+        "a test image must not also be trained on; remove it from one list",
+    ),
+    (
+        lists::UNLABELED_FILE,
+        lists::TRAIN_FILE,
+        Severity::Warning,
+        "the image is labeled, so it is used as labeled data; drop it from train_unlabeled.txt",
+    ),
+    (
+        lists::UNLABELED_FILE,
+        lists::VAL_FILE,
+        Severity::Warning,
+        "training on validation images, even unlabeled, makes val accuracy optimistic",
+    ),
+    (
+        lists::UNLABELED_FILE,
+        lists::TEST_FILE,
+        Severity::Warning,
+        "training on test images, even unlabeled, makes test accuracy optimistic",
+    ),
+    (
+        lists::TEST_FILE,
+        lists::VAL_FILE,
+        Severity::Warning,
+        "the same image validates and tests; test accuracy is then not independent",
+    ),
+];
+
 /// Applies every cross-list rule.
 pub fn check_lists(lists: &ListSet, problems: &mut Problems) {
-    let train = lists
-        .train
-        .as_deref()
-        .map(|e| labeled_seen(lists::TRAIN_FILE, e, problems));
-    let val = lists
-        .val
-        .as_deref()
-        .map(|e| labeled_seen(lists::VAL_FILE, e, problems));
-    let test = lists
-        .test
-        .as_deref()
-        .map(|e| labeled_seen(lists::TEST_FILE, e, problems));
-    let unlabeled = lists
-        .unlabeled
-        .as_deref()
-        .map(|e| unlabeled_seen(e, problems));
-
-    // Training on an image that also validates or tests it makes the
-    // accuracy that picks or reports a model meaningless: an error.
-    overlap(
-        lists::VAL_FILE,
-        &val,
-        lists::TRAIN_FILE,
-        &train,
-        problems,
-        Overlap::Error(
-            "an image used for validation must not also be trained on; remove it from one list",
-        ),
-    );
-    overlap(
-        lists::TEST_FILE,
-        &test,
-        lists::TRAIN_FILE,
-        &train,
-        problems,
-        Overlap::Error("a test image must not also be trained on; remove it from one list"),
-    );
-    overlap(
-        lists::UNLABELED_FILE,
-        &unlabeled,
-        lists::TRAIN_FILE,
-        &train,
-        problems,
-        Overlap::Warning(
-            "the image is labeled, so it is used as labeled data; drop it from train_unlabeled.txt",
-        ),
-    );
-    overlap(
-        lists::UNLABELED_FILE,
-        &unlabeled,
-        lists::VAL_FILE,
-        &val,
-        problems,
-        Overlap::Warning(
-            "training on validation images, even unlabeled, makes val accuracy optimistic",
-        ),
-    );
-    overlap(
-        lists::UNLABELED_FILE,
-        &unlabeled,
-        lists::TEST_FILE,
-        &test,
-        problems,
-        Overlap::Warning("training on test images, even unlabeled, makes test accuracy optimistic"),
-    );
-    overlap(
-        lists::TEST_FILE,
-        &test,
-        lists::VAL_FILE,
-        &val,
-        problems,
-        Overlap::Warning(
-            "the same image validates and tests; test accuracy is then not independent",
-        ),
-    );
+    let mut seen: HashMap<&str, Seen> = HashMap::new();
+    let labeled = [
+        (lists::TRAIN_FILE, &lists.train),
+        (lists::VAL_FILE, &lists.val),
+        (lists::TEST_FILE, &lists.test),
+    ];
+    for (file, entries) in labeled {
+        if let Some(entries) = entries {
+            seen.insert(file, labeled_seen(file, entries, problems));
+        }
+    }
+    if let Some(entries) = &lists.unlabeled {
+        seen.insert(lists::UNLABELED_FILE, unlabeled_seen(entries, problems));
+    }
+    for (file, other_file, severity, why) in OVERLAP_RULES {
+        if let (Some(list), Some(other)) = (seen.get(file), seen.get(other_file)) {
+            report_overlap((file, list), (other_file, other), severity, why, problems);
+        }
+    }
 }
 
-enum Overlap {
-    Error(&'static str),
-    Warning(&'static str),
-}
-
-/// Reports every image of `file` that also appears in `other_file`.
-fn overlap(
-    file: &str,
-    seen: &Option<Seen>,
-    other_file: &str,
-    other: &Option<Seen>,
+/// Reports every image of `list` that also appears in `other`.
+fn report_overlap(
+    (file, list): (&str, &Seen),
+    (other_file, other): (&str, &Seen),
+    severity: Severity,
+    why: &str,
     problems: &mut Problems,
-    kind: Overlap,
 ) {
-    let (Some(seen), Some(other)) = (seen, other) else {
-        return;
-    };
-    let mut hits: Vec<(usize, &RelPath, usize)> = seen
+    let mut hits: Vec<(usize, &RelPath, usize)> = list
         .iter()
         .filter_map(|(path, (line, _))| other.get(path).map(|(o, _)| (*line, path, *o)))
         .collect();
     hits.sort();
     for (line, path, other_line) in hits {
         let at = Location::line(file, line);
-        let message = |why: &str| format!("{path} is also in {other_file}:{other_line}: {why}");
-        match kind {
-            Overlap::Error(why) => problems.error(&at, "image-in-two-splits", message(why)),
-            Overlap::Warning(why) => problems.warning(&at, "image-in-two-splits", message(why)),
+        let message = format!("{path} is also in {other_file}:{other_line}: {why}");
+        match severity {
+            Severity::Error => problems.error(&at, "image-in-two-splits", message),
+            Severity::Warning => problems.warning(&at, "image-in-two-splits", message),
         }
     }
 }
