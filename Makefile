@@ -14,7 +14,8 @@ SITE = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages))
 # Runtime library of the onnxruntime wheel at run time (load-dynamic).
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
-export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+INHERITED_LD_LIBRARY_PATH := $(LD_LIBRARY_PATH)
+export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(INHERITED_LD_LIBRARY_PATH),:$(INHERITED_LD_LIBRARY_PATH))
 export ORT_DYLIB_PATH = $(firstword $(wildcard $(SITE)/onnxruntime/capi/libonnxruntime.so.*))
 
 DATA := $(CURDIR)/data
