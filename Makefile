@@ -18,6 +18,7 @@ INHERITED_LD_LIBRARY_PATH := $(LD_LIBRARY_PATH)
 export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(INHERITED_LD_LIBRARY_PATH),:$(INHERITED_LD_LIBRARY_PATH))
 export ORT_DYLIB_PATH = $(firstword $(wildcard $(SITE)/onnxruntime/capi/libonnxruntime.so.*))
 
+MODEL_FIXTURES := $(CURDIR)/target/model-fixtures
 DATA := $(CURDIR)/data
 DEMO_DATASET := $(DATA)/fashion-mnist
 SEMICLASS := target/release/semiclass
@@ -44,7 +45,12 @@ demo: setup
 	$(SEMICLASS) demo-data fashion-mnist $(DEMO_DATASET) --labeled-frac 0.1 --seed 0
 	$(SEMICLASS) check $(DEMO_DATASET) --max-shown 5
 
-test: setup
+# timm parity fixtures (random weights, inputs, timm's logits), remade when
+# the script changes.
+$(MODEL_FIXTURES)/cases.json: tests/fixtures/make_models.py $(VENV_STAMP)
+	$(PYTHON) tests/fixtures/make_models.py $(MODEL_FIXTURES)
+
+test: setup $(MODEL_FIXTURES)/cases.json
 	cargo build --workspace --bins
 	cargo nextest run --workspace --no-fail-fast
 

@@ -1,0 +1,128 @@
+//! A model: an architecture from the registry, built for a class count and
+//! an input size, with its declared parameters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, ParamKind, ParamSpec};
+use crate::families::resnet;
+use crate::registry::{self, Entry};
+use crate::spec::ShapeBackend;
+
+/// The architecture of one family, with its configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arch {
+    ResNet(resnet::Config),
+}
+
+/// What every family's head needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Head {
+    pub num_classes: usize,
+    pub drop_rate: f64,
+    pub drop_path_rate: f64,
+}
+
+/// Settings a user chooses per model; stored with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOptions {
+    pub num_classes: usize,
+    /// Square input side in pixels.
+    pub input_size: usize,
+    #[serde(default)]
+    pub drop_rate: f64,
+    #[serde(default)]
+    pub drop_path_rate: f64,
+}
+
+/// Why a model cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model '{name}'{}", close_hint(.close))]
+    Unknown { name: String, close: Vec<String> },
+    #[error("{model}: {message}")]
+    Invalid { model: String, message: String },
+}
+
+fn close_hint(close: &[String]) -> String {
+    if close.is_empty() {
+        "; `semiclass models` lists them all".to_string()
+    } else {
+        format!("; did you mean {}?", close.join(", "))
+    }
+}
+
+/// A built model: architecture, options and the parameters it declares.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub entry: &'static Entry,
+    pub options: ModelOptions,
+    arch: Arch,
+    params: Vec<ParamSpec>,
+}
+
+impl Model {
+    /// Builds `name` (a timm name or a seed name such as `ResNet50`).
+    pub fn new(name: &str, options: ModelOptions) -> Result<Model, ModelError> {
+        let entry = registry::find(name)?;
+        let invalid = |message: String| ModelError::Invalid {
+            model: entry.name.to_string(),
+            message,
+        };
+        if options.num_classes == 0 {
+            return Err(invalid("num_classes must be at least 1".into()));
+        }
+        let arch = (entry.arch)(options.input_size).map_err(invalid)?;
+        let mut model = Model {
+            entry,
+            options,
+            arch,
+            params: Vec::new(),
+        };
+        let mut shapes = ShapeBackend::default();
+        let size = model.options.input_size;
+        let logits = model.forward(&mut shapes, &vec![1, 3, size, size]);
+        model.params = shapes
+            .into_params()
+            .map_err(|e| invalid(format!("input size {size}: {e}")))?;
+        if logits != vec![1, model.options.num_classes] {
+            return Err(invalid(format!("forward produced shape {logits:?}")));
+        }
+        Ok(model)
+    }
+
+    /// Logits `[batch, num_classes]` for an NCHW batch.
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> B::T {
+        let head = Head {
+            num_classes: self.options.num_classes,
+            drop_rate: self.options.drop_rate,
+            drop_path_rate: self.options.drop_path_rate,
+        };
+        match &self.arch {
+            Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
+        }
+    }
+
+    /// Every declared parameter and buffer, in declaration order.
+    pub fn params(&self) -> &[ParamSpec] {
+        &self.params
+    }
+
+    /// Number of trainable values.
+    pub fn param_count(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| p.kind == ParamKind::Trainable)
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Names of the classification layer's tensors, which depend on the
+    /// class count (skipped when pretrained weights have another count).
+    pub fn head_params(&self) -> Vec<&ParamSpec> {
+        let prefix = format!("{}.", self.entry.head);
+        self.params
+            .iter()
+            .filter(|p| p.name.starts_with(&prefix))
+            .collect()
+    }
+}

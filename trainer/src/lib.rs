@@ -1,0 +1,5 @@
+//! The trainer: models computed with tch, and (in later modules) data
+//! loading, semi-supervised algorithms, distillation and checkpoints. The
+//! `semiclass` binary in `main.rs` is its command-line face.
+
+pub mod nn;
