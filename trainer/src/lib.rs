@@ -3,3 +3,4 @@
 //! `semiclass` binary in `main.rs` is its command-line face.
 
 pub mod nn;
+pub mod optim;

@@ -2,6 +2,7 @@
 
 mod check;
 mod demo_data;
+mod models;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Build a real dataset folder from data installed on this machine.
     DemoData(demo_data::DemoDataArgs),
+    /// List the model zoo: names, family, parameter count, default input size.
+    Models,
 }
 
 /// Runs one subcommand; `Err` means it could not run (exit status 2).
@@ -28,5 +31,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
+        Command::Models => models::run(),
     }
 }

@@ -1,0 +1,66 @@
+//! Training-step throughput of a zoo model built with tch: forward,
+//! cross-entropy, backward and an SGD (Nesterov) step on a random batch.
+//! Prints `images_per_second` for bench/train-step.sh to compare with
+//! PyTorch eager on the same timm model (bench/train_step.py).
+//!
+//! Usage: train-step MODEL INPUT_SIZE [BATCH] [STEPS] [THREADS]
+
+use std::time::Instant;
+
+use anyhow::Context;
+use semiclass_models::{Model, ModelOptions};
+use semiclass_trainer::nn::Network;
+use semiclass_trainer::optim::{Sgd, decays, zero_grad};
+use tch::{Device, Kind, Tensor};
+
+fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
+    args.get(i).map_or(Ok(default), |a| {
+        a.parse().with_context(|| format!("argument {i}: {a}"))
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args
+        .get(1)
+        .context("usage: train-step MODEL INPUT_SIZE [BATCH] [STEPS] [THREADS]")?;
+    let size = arg(&args, 2, 224)?;
+    let (batch, steps, threads) = (arg(&args, 3, 64)?, arg(&args, 4, 10)?, arg(&args, 5, 2)?);
+    tch::set_num_threads(threads as i32);
+    tch::manual_seed(0);
+    let options = ModelOptions {
+        num_classes: 1000,
+        input_size: size,
+        drop_rate: 0.0,
+        drop_path_rate: 0.0,
+    };
+    let net = Network::new(Model::new(name, options)?, Device::Cpu);
+    let params: Vec<(&Tensor, bool)> = net
+        .trainable()
+        .into_iter()
+        .map(|(spec, t)| (t, decays(&spec.shape)))
+        .collect();
+    let mut sgd = Sgd::new(0.01, 0.9, true, 1e-4);
+    let x = Tensor::randn(
+        [batch as i64, 3, size as i64, size as i64],
+        (Kind::Float, Device::Cpu),
+    );
+    let y = Tensor::randint(1000, [batch as i64], (Kind::Int64, Device::Cpu));
+    let mut step = || {
+        zero_grad(&params);
+        let loss = net.forward(&x, true).cross_entropy_for_logits(&y);
+        loss.backward();
+        sgd.step(&params);
+    };
+    // Warm-up: allocator and kernel selection.
+    for _ in 0..3 {
+        step();
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!("{:.2}", (batch * steps) as f64 / seconds);
+    Ok(())
+}
