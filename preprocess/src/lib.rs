@@ -4,5 +4,7 @@
 //! crate, so the same file always becomes the same pixels and the same tensor.
 
 pub mod decode;
+pub mod transform;
 
 pub use decode::{DecodeError, DecodeLimits, DecodedImage, decode_rgb, read_dimensions};
+pub use transform::{ImageTensor, eval_tensor, preprocess_bytes};
