@@ -1,0 +1,3 @@
+//! Data for training: augmentations and (later) the parallel loader.
+
+pub mod augment;
