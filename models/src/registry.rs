@@ -100,7 +100,7 @@ fn close_matches(name: &str) -> Vec<String> {
         .chain(SEED_NAMES.iter().map(|(seed, _)| (*seed, true)))
         .map(|(candidate, seed)| {
             (
-                edit_distance(&lower, &candidate.to_lowercase()),
+                strsim::levenshtein(&lower, &candidate.to_lowercase()),
                 seed,
                 candidate,
             )
@@ -116,21 +116,6 @@ fn close_matches(name: &str) -> Vec<String> {
     }
     names.truncate(5);
     names
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
