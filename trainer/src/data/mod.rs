@@ -1,3 +1,5 @@
-//! Data for training: augmentations and (later) the parallel loader.
+//! Data for training: the image store, augmentations and the parallel loader.
 
 pub mod augment;
+pub mod loader;
+pub mod store;
