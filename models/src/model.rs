@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::resnet;
+use crate::families::{resnet, swin};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -12,6 +12,7 @@ use crate::spec::ShapeBackend;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arch {
     ResNet(resnet::Config),
+    Swin(swin::Config),
 }
 
 /// What every family's head needs.
@@ -99,6 +100,7 @@ impl Model {
         };
         match &self.arch {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
+            Arch::Swin(cfg) => swin::forward(cfg, &head, b, x),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Model names -> architectures, with the seed product's names as aliases.
 
-use crate::families::resnet;
+use crate::families::{resnet, swin};
 use crate::model::{Arch, ModelError};
 
 /// Mean and standard deviation (RGB, 0..1 scale) the family was trained with.
@@ -51,11 +51,29 @@ macro_rules! cnn_entry {
     };
 }
 
+/// Swin is built for one input size; [`swin::Config::for_input_size`] says
+/// which ones.
+macro_rules! swin_entry {
+    ($name:literal, $cfg:expr) => {
+        Entry {
+            name: $name,
+            family: "Swin",
+            default_input: 224,
+            arch: |size| $cfg.for_input_size(size).map(Arch::Swin),
+            head: "head.fc",
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+        }
+    };
+}
+
 pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet18", "ResNet", "fc", Arch::ResNet(resnet::RESNET18)),
     cnn_entry!("resnet26", "ResNet", "fc", Arch::ResNet(resnet::RESNET26)),
     cnn_entry!("resnet34", "ResNet", "fc", Arch::ResNet(resnet::RESNET34)),
     cnn_entry!("resnet50", "ResNet", "fc", Arch::ResNet(resnet::RESNET50)),
+    swin_entry!("swin_tiny_patch4_window7_224", swin::SWIN_TINY),
+    swin_entry!("swin_base_patch4_window7_224", swin::SWIN_BASE),
 ];
 
 /// The source product's names (DESIGN.md section 5) -> timm names.

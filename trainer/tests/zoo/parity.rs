@@ -98,6 +98,13 @@ fn resnet_matches_timm() {
     assert!(check_family(&small(), "ResNet") >= 3);
 }
 
+#[test]
+fn swin_matches_timm() {
+    // swin_tiny at 224 px: Swin takes only multiples of 224 (shifted
+    // windows with masks in stages 0-2, an unshifted single window in stage 3).
+    assert_eq!(check_family(&small(), "Swin"), 1);
+}
+
 /// The seed's models at 224 px: slow and memory-hungry (vit_large is 1.2 GB),
 /// so run on demand after `make_models.py DIR --seed-models`:
 /// `SEMICLASS_SEED_FIXTURES=DIR cargo test -p semiclass-trainer --test zoo -- --ignored`.
