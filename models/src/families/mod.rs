@@ -1,3 +1,4 @@
 //! One file per architecture family.
 
 pub mod resnet;
+pub mod vit;
