@@ -15,5 +15,5 @@ pub mod registry;
 pub mod spec;
 
 pub use backend::{Backend, ParamKind, ParamSpec};
-pub use model::{Model, ModelError, ModelOptions};
+pub use model::{Model, ModelError, ModelOptions, ResizableGrid};
 pub use registry::{Entry, MODELS, find};

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::{resnet, swin};
+use crate::families::{resnet, swin, vit};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -13,6 +13,7 @@ use crate::spec::ShapeBackend;
 pub enum Arch {
     ResNet(resnet::Config),
     Swin(swin::Config),
+    ViT(vit::Config),
 }
 
 /// What every family's head needs.
@@ -21,6 +22,18 @@ pub struct Head {
     pub num_classes: usize,
     pub drop_rate: f64,
     pub drop_path_rate: f64,
+}
+
+/// A parameter laid out on the patch grid, which therefore depends on the
+/// input size: weights trained at another size fit after resampling it
+/// (e.g. ViT's `pos_embed`, `[1, prefix + h * w, dim]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResizableGrid {
+    pub name: String,
+    /// Leading rows that are not on the grid (class token) and are kept as is.
+    pub prefix_tokens: usize,
+    /// `[h, w]` of this model's grid.
+    pub grid: [usize; 2],
 }
 
 /// Settings a user chooses per model; stored with every checkpoint.
@@ -101,6 +114,7 @@ impl Model {
         match &self.arch {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
             Arch::Swin(cfg) => swin::forward(cfg, &head, b, x),
+            Arch::ViT(cfg) => vit::forward(cfg, &head, b, x),
         }
     }
 
@@ -116,6 +130,21 @@ impl Model {
             .filter(|p| p.kind == ParamKind::Trainable)
             .map(|p| p.shape.iter().product::<usize>())
             .sum()
+    }
+
+    /// Parameters whose shape follows the input size, and how (see
+    /// [`ResizableGrid`]); the weight loader resamples these when a file was
+    /// made for another input size.
+    pub fn resizable_grids(&self) -> Vec<ResizableGrid> {
+        match &self.arch {
+            // Swin has no resizable grid: it takes only the sizes its windows tile.
+            Arch::ResNet(_) | Arch::Swin(_) => Vec::new(),
+            Arch::ViT(cfg) => vec![ResizableGrid {
+                name: "pos_embed".to_string(),
+                prefix_tokens: vit::PREFIX_TOKENS,
+                grid: [cfg.grid(); 2],
+            }],
+        }
     }
 
     /// Names of the classification layer's tensors, which depend on the

@@ -1,11 +1,20 @@
 //! Model names -> architectures, with the seed product's names as aliases.
 
-use crate::families::{resnet, swin};
+use crate::families::{resnet, swin, vit};
 use crate::model::{Arch, ModelError};
 
 /// Mean and standard deviation (RGB, 0..1 scale) the family was trained with.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// timm's `IMAGENET_INCEPTION_*`, used by the augreg ViTs.
+pub const INCEPTION_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
+pub const INCEPTION_STD: [f32; 3] = [0.5, 0.5, 0.5];
+/// OpenAI CLIP's normalisation, timm's `OPENAI_CLIP_*`. Written as timm
+/// writes them, so they can be compared by eye; f32 rounds the last digit.
+#[allow(clippy::excessive_precision)]
+pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+#[allow(clippy::excessive_precision)]
+pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// One model of the zoo.
 #[derive(Debug)]
@@ -67,6 +76,21 @@ macro_rules! swin_entry {
     };
 }
 
+/// A ViT at 224 px by default; any multiple of its patch works.
+macro_rules! vit_entry {
+    ($name:literal, $cfg:expr, $mean:expr, $std:expr) => {
+        Entry {
+            name: $name,
+            family: "ViT",
+            default_input: 224,
+            arch: |size| vit::arch($cfg, size),
+            head: "head",
+            mean: $mean,
+            std: $std,
+        }
+    };
+}
+
 pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet18", "ResNet", "fc", Arch::ResNet(resnet::RESNET18)),
     cnn_entry!("resnet26", "ResNet", "fc", Arch::ResNet(resnet::RESNET26)),
@@ -74,6 +98,34 @@ pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet50", "ResNet", "fc", Arch::ResNet(resnet::RESNET50)),
     swin_entry!("swin_tiny_patch4_window7_224", swin::SWIN_TINY),
     swin_entry!("swin_base_patch4_window7_224", swin::SWIN_BASE),
+    // pretrained_cfg of the default tags (augreg_in21k_ft_in1k): 0.5 / 0.5.
+    vit_entry!(
+        "vit_tiny_patch16_224",
+        vit::VIT_TINY_PATCH16,
+        INCEPTION_MEAN,
+        INCEPTION_STD
+    ),
+    vit_entry!(
+        "vit_small_patch16_224",
+        vit::VIT_SMALL_PATCH16,
+        INCEPTION_MEAN,
+        INCEPTION_STD
+    ),
+    // OpenAI CLIP statistics: every tag of the base tower, and the OpenAI
+    // (seed `CLIP_*`) and most other tags of the large one. timm's default
+    // large tag, laion2b_ft_in12k_in1k, was fine-tuned with 0.5 / 0.5.
+    vit_entry!(
+        "vit_base_patch16_clip_224",
+        vit::VIT_BASE_PATCH16_CLIP,
+        CLIP_MEAN,
+        CLIP_STD
+    ),
+    vit_entry!(
+        "vit_large_patch14_clip_224",
+        vit::VIT_LARGE_PATCH14_CLIP,
+        CLIP_MEAN,
+        CLIP_STD
+    ),
 ];
 
 /// The source product's names (DESIGN.md section 5) -> timm names.

@@ -2,3 +2,4 @@
 
 pub mod resnet;
 pub mod swin;
+pub mod vit;

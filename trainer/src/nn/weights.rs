@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use semiclass_models::ResizableGrid;
 use tch::{Kind, Tensor};
 
 use super::network::Network;
@@ -15,6 +16,9 @@ pub struct LoadReport {
     /// Classifier tensors left freshly initialised because the file was
     /// trained for another number of classes.
     pub skipped_head: Vec<String>,
+    /// Grid parameters resampled because the file was made for another
+    /// input size, e.g. `pos_embed 14x14 -> 2x2`.
+    pub resampled: Vec<String>,
 }
 
 /// A weight file could not be used.
@@ -60,16 +64,76 @@ pub fn load(net: &mut Network, path: &Path) -> Result<LoadReport, WeightsError> 
             let src = file[name].to_kind(Kind::Float).to_device(dst.device());
             dst.shallow_clone().copy_(&src);
         }
+        for r in &plan.resample {
+            let dst = net
+                .var(&r.grid.name)
+                .expect("planned from the model's own names");
+            let src = file[&r.grid.name]
+                .to_kind(Kind::Float)
+                .to_device(dst.device());
+            dst.shallow_clone()
+                .copy_(&resample_grid(&src, &r.grid, r.from));
+        }
     });
     Ok(LoadReport {
-        loaded: plan.copy.len(),
+        loaded: plan.copy.len() + plan.resample.len(),
         skipped_head: plan.skipped_head,
+        resampled: plan.resample.iter().map(Resample::describe).collect(),
     })
 }
 
 struct Plan {
     copy: Vec<String>,
     skipped_head: Vec<String>,
+    resample: Vec<Resample>,
+}
+
+/// A grid parameter of the file that fits the model once resampled.
+struct Resample {
+    grid: ResizableGrid,
+    /// The file's square grid side.
+    from: usize,
+}
+
+impl Resample {
+    /// `grid` from the file's shape when it is the same parameter made for
+    /// another input size: same prefix and width, a square grid of rows.
+    fn fits(grid: &ResizableGrid, src: &[i64], dst: &[i64]) -> Option<Resample> {
+        let prefix = grid.prefix_tokens as i64;
+        let same_layout = src.len() == 3 && dst.len() == 3 && src[0] == 1 && src[2] == dst[2];
+        let rows = src.get(1)? - prefix;
+        let side = (rows.max(0) as f64).sqrt().round() as i64;
+        (same_layout && rows > 0 && side * side == rows).then(|| Resample {
+            grid: grid.clone(),
+            from: side as usize,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let [h, w] = self.grid.grid;
+        format!("{} {f}x{f} -> {h}x{w}", self.grid.name, f = self.from)
+    }
+}
+
+/// timm's `resample_abs_pos_embed` as its checkpoint filter calls it when
+/// pretrained weights meet another `img_size`: the prefix rows (class token)
+/// unchanged, the `[from, from]` grid resized bicubically with antialiasing
+/// (`F.interpolate(mode='bicubic', antialias=True, align_corners=False)`).
+fn resample_grid(src: &Tensor, grid: &ResizableGrid, from: usize) -> Tensor {
+    let (prefix, from) = (grid.prefix_tokens as i64, from as i64);
+    let dim = src.size()[2];
+    let [h, w] = grid.grid.map(|v| v as i64);
+    let rows = src
+        .narrow(1, prefix, from * from)
+        .reshape([1, from, from, dim])
+        .permute([0, 3, 1, 2]);
+    // Antialiasing also changes upsampling: PyTorch's antialiased bicubic
+    // uses PIL's kernel (a = -0.5), the plain one a = -0.75.
+    let resized = rows
+        .internal_upsample_bicubic2d_aa([h, w], false, None, None)
+        .permute([0, 2, 3, 1])
+        .reshape([1, h * w, dim]);
+    Tensor::cat(&[src.narrow(1, 0, prefix), resized], 1)
 }
 
 /// Decides what to copy; on any mismatch, one message listing all of them.
@@ -80,9 +144,15 @@ fn plan(net: &Network, file: &HashMap<String, Tensor>) -> Result<Plan, String> {
         .iter()
         .map(|p| p.name.as_str())
         .collect();
+    let grids = net.model.resizable_grids();
+    let resample = |name: &str, src: &Tensor, dst: &Tensor| {
+        let grid = grids.iter().find(|g| g.name == name)?;
+        Resample::fits(grid, &src.size(), &dst.size())
+    };
     let mut plan = Plan {
         copy: Vec::new(),
         skipped_head: Vec::new(),
+        resample: Vec::new(),
     };
     let (mut missing, mut wrong_shape) = (Vec::new(), Vec::new());
     for (name, dst) in net.named_tensors() {
@@ -90,9 +160,12 @@ fn plan(net: &Network, file: &HashMap<String, Tensor>) -> Result<Plan, String> {
             None => missing.push(name.to_string()),
             Some(src) if src.size() == dst.size() => plan.copy.push(name.to_string()),
             Some(_) if head.contains(&name) => plan.skipped_head.push(name.to_string()),
-            Some(src) => {
-                wrong_shape.push(format!("{name} {:?} (model {:?})", src.size(), dst.size()))
-            }
+            Some(src) => match resample(name, src, dst) {
+                Some(r) => plan.resample.push(r),
+                None => {
+                    wrong_shape.push(format!("{name} {:?} (model {:?})", src.size(), dst.size()))
+                }
+            },
         }
     }
     let mut unexpected: Vec<&str> = file

@@ -13,6 +13,10 @@ struct Case {
     model: String,
     input_size: usize,
     num_classes: usize,
+    /// Resample cases only: the weights were made at this input size, so
+    /// loading them must resample the model's grid parameters.
+    #[serde(default)]
+    source_size: Option<usize>,
 }
 
 fn fixtures_dir(var: &str, default: &str) -> PathBuf {
@@ -34,30 +38,39 @@ fn cases(dir: &Path) -> Vec<Case> {
     serde_json::from_str(&text).expect("cases.json")
 }
 
-/// Runs every fixture case of `family`; returns how many ran.
+fn build(case: &Case) -> Model {
+    let options = ModelOptions {
+        num_classes: case.num_classes,
+        input_size: case.input_size,
+        drop_rate: 0.0,
+        drop_path_rate: 0.0,
+    };
+    Model::new(&case.model, options).unwrap_or_else(|e| panic!("{}: {e}", case.case))
+}
+
+/// Runs every fixture case of `family` whose weights were made at the
+/// model's input size; returns how many ran.
 fn check_family(dir: &Path, family: &str) -> usize {
     let mut ran = 0;
-    for case in cases(dir) {
-        let model = Model::new(
-            &case.model,
-            ModelOptions {
-                num_classes: case.num_classes,
-                input_size: case.input_size,
-                drop_rate: 0.0,
-                drop_path_rate: 0.0,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", case.case));
+    for case in cases(dir).iter().filter(|c| c.source_size.is_none()) {
+        let model = build(case);
         if model.entry.family != family {
             continue;
         }
-        check_case(dir, &case, model);
+        let resampled = check_case(dir, case, model);
+        assert!(
+            resampled.is_empty(),
+            "{}: resampled {resampled:?}",
+            case.case
+        );
         ran += 1;
     }
     ran
 }
 
-fn check_case(dir: &Path, case: &Case, model: Model) {
+/// Loads the case's weights into its model and compares logits with timm's;
+/// returns the load report's resampled parameters.
+fn check_case(dir: &Path, case: &Case, model: Model) -> Vec<String> {
     let mut net = Network::new(model, Device::Cpu);
     let weights = dir.join(format!("{}.safetensors", case.case));
     let report = net
@@ -87,6 +100,7 @@ fn check_case(dir: &Path, case: &Case, model: Model) {
         "{}: max |Δlogit| {max_diff} > 1e-4 × {scale}",
         case.case
     );
+    report.resampled
 }
 
 fn small() -> PathBuf {
@@ -103,6 +117,28 @@ fn swin_matches_timm() {
     // swin_tiny at 224 px: Swin takes only multiples of 224 (shifted
     // windows with masks in stages 0-2, an unshifted single window in stage 3).
     assert_eq!(check_family(&small(), "Swin"), 1);
+}
+
+#[test]
+fn vit_matches_timm() {
+    // vit_tiny, vit_small and the CLIP base tower at 32 px.
+    assert_eq!(check_family(&small(), "ViT"), 3);
+}
+
+/// timm weights made at one input size, loaded at another: our `pos_embed`
+/// resampling against timm's `checkpoint_filter_fn`, shrinking and growing.
+#[test]
+fn vit_pos_embed_resampling_matches_timm() {
+    let dir = small();
+    let mut ran = Vec::new();
+    for case in cases(&dir).iter().filter(|c| c.source_size.is_some()) {
+        let resampled = check_case(&dir, case, build(case));
+        let grid = |size: usize| size / 16;
+        let (from, to) = (grid(case.source_size.unwrap()), grid(case.input_size));
+        assert_eq!(resampled, [format!("pos_embed {from}x{from} -> {to}x{to}")]);
+        ran.push(case.case.as_str().to_owned());
+    }
+    assert_eq!(ran, ["vit_tiny_224_to_32", "vit_tiny_32_to_64"]);
 }
 
 /// The seed's models at 224 px: slow and memory-hungry (vit_large is 1.2 GB),
