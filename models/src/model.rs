@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::resnet;
+use crate::families::{mobilenetv3, resnet};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -12,6 +12,9 @@ use crate::spec::ShapeBackend;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arch {
     ResNet(resnet::Config),
+    MobileNetV3(mobilenetv3::Config),
+    /// Built by MobileNetV3's code from LCNet's definition.
+    LCNet(mobilenetv3::Config),
 }
 
 /// What every family's head needs.
@@ -99,6 +102,7 @@ impl Model {
         };
         match &self.arch {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
+            Arch::MobileNetV3(cfg) | Arch::LCNet(cfg) => mobilenetv3::forward(cfg, &head, b, x),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Model names -> architectures, with the seed product's names as aliases.
 
-use crate::families::resnet;
+use crate::families::{lcnet, mobilenetv3, resnet};
 use crate::model::{Arch, ModelError};
 
 /// Mean and standard deviation (RGB, 0..1 scale) the family was trained with.
@@ -56,6 +56,48 @@ pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet26", "ResNet", "fc", Arch::ResNet(resnet::RESNET26)),
     cnn_entry!("resnet34", "ResNet", "fc", Arch::ResNet(resnet::RESNET34)),
     cnn_entry!("resnet50", "ResNet", "fc", Arch::ResNet(resnet::RESNET50)),
+    cnn_entry!(
+        "mobilenetv3_small_050",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_050)
+    ),
+    cnn_entry!(
+        "mobilenetv3_small_075",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_075)
+    ),
+    cnn_entry!(
+        "mobilenetv3_small_100",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_100)
+    ),
+    cnn_entry!(
+        "mobilenetv3_large_100",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::LARGE_100)
+    ),
+    cnn_entry!(
+        "lcnet_050",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_050)
+    ),
+    cnn_entry!(
+        "lcnet_075",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_075)
+    ),
+    cnn_entry!(
+        "lcnet_100",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_100)
+    ),
 ];
 
 /// The source product's names (DESIGN.md section 5) -> timm names.

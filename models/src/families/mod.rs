@@ -1,3 +1,5 @@
 //! One file per architecture family.
 
+pub mod lcnet;
+pub mod mobilenetv3;
 pub mod resnet;

@@ -98,6 +98,16 @@ fn resnet_matches_timm() {
     assert!(check_family(&small(), "ResNet") >= 3);
 }
 
+#[test]
+fn mobilenetv3_matches_timm() {
+    assert!(check_family(&small(), "MobileNetV3") >= 3);
+}
+
+#[test]
+fn lcnet_matches_timm() {
+    assert!(check_family(&small(), "LCNet") >= 2);
+}
+
 /// The seed's models at 224 px: slow and memory-hungry (vit_large is 1.2 GB),
 /// so run on demand after `make_models.py DIR --seed-models`:
 /// `SEMICLASS_SEED_FIXTURES=DIR cargo test -p semiclass-trainer --test zoo -- --ignored`.
