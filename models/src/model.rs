@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::{resnet, swin, vit};
+use crate::families::{mobilenetv3, resnet, swin, vit};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -14,6 +14,9 @@ pub enum Arch {
     ResNet(resnet::Config),
     Swin(swin::Config),
     ViT(vit::Config),
+    MobileNetV3(mobilenetv3::Config),
+    /// Built by MobileNetV3's code from LCNet's definition.
+    LCNet(mobilenetv3::Config),
 }
 
 /// What every family's head needs.
@@ -115,6 +118,7 @@ impl Model {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
             Arch::Swin(cfg) => swin::forward(cfg, &head, b, x),
             Arch::ViT(cfg) => vit::forward(cfg, &head, b, x),
+            Arch::MobileNetV3(cfg) | Arch::LCNet(cfg) => mobilenetv3::forward(cfg, &head, b, x),
         }
     }
 
@@ -137,13 +141,14 @@ impl Model {
     /// made for another input size.
     pub fn resizable_grids(&self) -> Vec<ResizableGrid> {
         match &self.arch {
-            // Swin has no resizable grid: it takes only the sizes its windows tile.
-            Arch::ResNet(_) | Arch::Swin(_) => Vec::new(),
             Arch::ViT(cfg) => vec![ResizableGrid {
                 name: "pos_embed".to_string(),
                 prefix_tokens: vit::PREFIX_TOKENS,
                 grid: [cfg.grid(); 2],
             }],
+            // Convolutional families have no learned position table, and
+            // Swin takes only the sizes its windows tile.
+            _ => Vec::new(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Model names -> architectures, with the seed product's names as aliases.
 
-use crate::families::{resnet, swin, vit};
+use crate::families::{lcnet, mobilenetv3, resnet, swin, vit};
 use crate::model::{Arch, ModelError};
 
 /// Mean and standard deviation (RGB, 0..1 scale) the family was trained with.
@@ -96,6 +96,48 @@ pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet26", "ResNet", "fc", Arch::ResNet(resnet::RESNET26)),
     cnn_entry!("resnet34", "ResNet", "fc", Arch::ResNet(resnet::RESNET34)),
     cnn_entry!("resnet50", "ResNet", "fc", Arch::ResNet(resnet::RESNET50)),
+    cnn_entry!(
+        "mobilenetv3_small_050",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_050)
+    ),
+    cnn_entry!(
+        "mobilenetv3_small_075",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_075)
+    ),
+    cnn_entry!(
+        "mobilenetv3_small_100",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::SMALL_100)
+    ),
+    cnn_entry!(
+        "mobilenetv3_large_100",
+        "MobileNetV3",
+        "classifier",
+        Arch::MobileNetV3(mobilenetv3::LARGE_100)
+    ),
+    cnn_entry!(
+        "lcnet_050",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_050)
+    ),
+    cnn_entry!(
+        "lcnet_075",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_075)
+    ),
+    cnn_entry!(
+        "lcnet_100",
+        "LCNet",
+        "classifier",
+        Arch::LCNet(lcnet::LCNET_100)
+    ),
     swin_entry!("swin_tiny_patch4_window7_224", swin::SWIN_TINY),
     swin_entry!("swin_base_patch4_window7_224", swin::SWIN_BASE),
     // pretrained_cfg of the default tags (augreg_in21k_ft_in1k): 0.5 / 0.5.

@@ -141,6 +141,16 @@ fn vit_pos_embed_resampling_matches_timm() {
     assert_eq!(ran, ["vit_tiny_224_to_32", "vit_tiny_32_to_64"]);
 }
 
+#[test]
+fn mobilenetv3_matches_timm() {
+    assert!(check_family(&small(), "MobileNetV3") >= 3);
+}
+
+#[test]
+fn lcnet_matches_timm() {
+    assert!(check_family(&small(), "LCNet") >= 2);
+}
+
 /// The seed's models at 224 px: slow and memory-hungry (vit_large is 1.2 GB),
 /// so run on demand after `make_models.py DIR --seed-models`:
 /// `SEMICLASS_SEED_FIXTURES=DIR cargo test -p semiclass-trainer --test zoo -- --ignored`.
