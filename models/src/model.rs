@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::resnet;
+use crate::families::{hgnet, resnet};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -12,6 +12,8 @@ use crate::spec::ShapeBackend;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arch {
     ResNet(resnet::Config),
+    /// PP-HGNet (v1) and PP-HGNetV2; the config's stem tells them apart.
+    HGNet(hgnet::Config),
 }
 
 /// What every family's head needs.
@@ -99,6 +101,7 @@ impl Model {
         };
         match &self.arch {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
+            Arch::HGNet(cfg) => hgnet::forward(cfg, &head, b, x),
         }
     }
 

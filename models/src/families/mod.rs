@@ -1,3 +1,4 @@
 //! One file per architecture family.
 
+pub mod hgnet;
 pub mod resnet;
