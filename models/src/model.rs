@@ -13,7 +13,9 @@ use crate::spec::ShapeBackend;
 pub enum Arch {
     ResNet(resnet::Config),
     /// PP-HGNet (v1) and PP-HGNetV2; the config's stem tells them apart.
-    HGNet(hgnet::Config),
+    /// Borrowed from the registry's constants: the config is too large to
+    /// inline in every `Arch`.
+    HGNet(&'static hgnet::Config),
 }
 
 /// What every family's head needs.

@@ -60,61 +60,61 @@ pub static MODELS: &[Entry] = &[
         "hgnetv2_b0",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B0)
+        Arch::HGNet(&hgnet::HGNETV2_B0)
     ),
     cnn_entry!(
         "hgnetv2_b1",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B1)
+        Arch::HGNet(&hgnet::HGNETV2_B1)
     ),
     cnn_entry!(
         "hgnetv2_b2",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B2)
+        Arch::HGNet(&hgnet::HGNETV2_B2)
     ),
     cnn_entry!(
         "hgnetv2_b3",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B3)
+        Arch::HGNet(&hgnet::HGNETV2_B3)
     ),
     cnn_entry!(
         "hgnetv2_b4",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B4)
+        Arch::HGNet(&hgnet::HGNETV2_B4)
     ),
     cnn_entry!(
         "hgnetv2_b5",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B5)
+        Arch::HGNet(&hgnet::HGNETV2_B5)
     ),
     cnn_entry!(
         "hgnetv2_b6",
         "HGNetV2",
         "head.fc",
-        Arch::HGNet(hgnet::HGNETV2_B6)
+        Arch::HGNet(&hgnet::HGNETV2_B6)
     ),
     cnn_entry!(
         "hgnet_tiny",
         "HGNet",
         "head.fc",
-        Arch::HGNet(hgnet::HGNET_TINY)
+        Arch::HGNet(&hgnet::HGNET_TINY)
     ),
     cnn_entry!(
         "hgnet_small",
         "HGNet",
         "head.fc",
-        Arch::HGNet(hgnet::HGNET_SMALL)
+        Arch::HGNet(&hgnet::HGNET_SMALL)
     ),
     cnn_entry!(
         "hgnet_base",
         "HGNet",
         "head.fc",
-        Arch::HGNet(hgnet::HGNET_BASE)
+        Arch::HGNet(&hgnet::HGNET_BASE)
     ),
 ];
 

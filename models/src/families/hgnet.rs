@@ -234,21 +234,14 @@ fn lab<B: Backend>(b: &mut B, name: &str, x: &B::T) -> B::T {
     b.add(&y, &bias)
 }
 
+/// Three 3x3 conv-bn-relu (the first strided), then a 3x3 max pool.
 fn stem_v1<B: Backend>(b: &mut B, chs: [usize; 3], x: &B::T) -> B::T {
-    let mut cin = 3;
-    let mut y: Option<B::T> = None;
-    for (i, &cout) in chs.iter().enumerate() {
-        let stride = if i == 0 { 2 } else { 1 };
-        let s = ConvShape::new(cin, cout, 3, stride);
-        let input = y.as_ref().unwrap_or(x);
-        y = Some(conv_bn_act(
-            b,
-            &format!("stem.stem.{i}"),
-            input,
-            s,
-            After::Relu,
-        ));
-        cin = cout;
+    let first = ConvShape::new(3, chs[0], 3, 2);
+    let mut y = conv_bn_act(b, "stem.stem.0", x, first, After::Relu);
+    for (i, pair) in chs.windows(2).enumerate() {
+        let name = format!("stem.stem.{}", i + 1);
+        let s = ConvShape::new(pair[0], pair[1], 3, 1);
+        y = conv_bn_act(b, &name, &y, s, After::Relu);
     }
     let pool = Pool2d {
         kernel: 3,
@@ -256,33 +249,25 @@ fn stem_v1<B: Backend>(b: &mut B, chs: [usize; 3], x: &B::T) -> B::T {
         padding: 1,
         ceil_mode: false,
     };
-    b.max_pool2d(&y.expect("three stem convs"), pool)
+    b.max_pool2d(&y, pool)
 }
 
 /// `F.pad(x, (0, 1, 0, 1))`: one zero column on the right and row at the bottom.
 const PAD_RIGHT_BOTTOM: [usize; 4] = [0, 1, 0, 1];
 
+/// timm's `StemV2`: a strided conv, then two branches on its padded output
+/// (2x2 max pool | two 2x2 convs), concatenated, then a strided 3x3 and a 1x1.
 fn stem_v2<B: Backend>(b: &mut B, (mid, out): (usize, usize), use_lab: bool, x: &B::T) -> B::T {
     let after = After::relu(use_lab);
-    let x = conv_bn_act(b, "stem.stem1", x, ConvShape::new(3, mid, 3, 2), after);
+    let s1 = ConvShape::new(3, mid, 3, 2);
+    let x = conv_bn_act(b, "stem.stem1", x, s1, after);
     let x = b.pad2d(&x, PAD_RIGHT_BOTTOM);
-    // Branch 2: two 2x2 convs, each after a right/bottom pad, keep the size.
-    let x2 = conv_bn_act(
-        b,
-        "stem.stem2a",
-        &x,
-        ConvShape::new(mid, mid / 2, 2, 1),
-        after,
-    );
+    // The 2x2 convs have no padding of their own: each pad keeps the size.
+    let s2a = ConvShape::new(mid, mid / 2, 2, 1);
+    let x2 = conv_bn_act(b, "stem.stem2a", &x, s2a, after);
     let x2 = b.pad2d(&x2, PAD_RIGHT_BOTTOM);
-    let x2 = conv_bn_act(
-        b,
-        "stem.stem2b",
-        &x2,
-        ConvShape::new(mid / 2, mid, 2, 1),
-        after,
-    );
-    // Branch 1: a 2x2 max pool of the same padded input.
+    let s2b = ConvShape::new(mid / 2, mid, 2, 1);
+    let x2 = conv_bn_act(b, "stem.stem2b", &x2, s2b, after);
     let pool = Pool2d {
         kernel: 2,
         stride: 1,
@@ -291,14 +276,10 @@ fn stem_v2<B: Backend>(b: &mut B, (mid, out): (usize, usize), use_lab: bool, x: 
     };
     let x1 = b.max_pool2d(&x, pool);
     let x = b.concat(&[x1, x2], 1);
-    let x = conv_bn_act(
-        b,
-        "stem.stem3",
-        &x,
-        ConvShape::new(2 * mid, mid, 3, 2),
-        after,
-    );
-    conv_bn_act(b, "stem.stem4", &x, ConvShape::new(mid, out, 1, 1), after)
+    let s3 = ConvShape::new(2 * mid, mid, 3, 2);
+    let x = conv_bn_act(b, "stem.stem3", &x, s3, after);
+    let s4 = ConvShape::new(mid, out, 1, 1);
+    conv_bn_act(b, "stem.stem4", &x, s4, after)
 }
 
 /// A stage's place in the network.
@@ -355,7 +336,7 @@ fn run_block<B: Backend>(b: &mut B, blk: &Block, x: B::T) -> B::T {
         let cin = if k == 0 { blk.cin } else { st.mid };
         let last = features.last().expect("block input");
         let y = if st.light {
-            light_layer(b, &name, last, (cin, blk), st.kernel)
+            light_layer(b, &name, last, blk, cin)
         } else {
             let s = ConvShape::new(cin, st.mid, st.kernel, 1);
             conv_bn_act(b, &name, last, s, After::relu(blk.cfg.use_lab))
@@ -375,17 +356,11 @@ fn run_block<B: Backend>(b: &mut B, blk: &Block, x: B::T) -> B::T {
 
 /// timm's `LightConvBNAct`: a 1x1 conv without activation, then a depthwise
 /// conv with one.
-fn light_layer<B: Backend>(
-    b: &mut B,
-    name: &str,
-    x: &B::T,
-    (cin, blk): (usize, &Block),
-    kernel: usize,
-) -> B::T {
+fn light_layer<B: Backend>(b: &mut B, name: &str, x: &B::T, blk: &Block, cin: usize) -> B::T {
     let mid = blk.stage.mid;
     let s1 = ConvShape::new(cin, mid, 1, 1);
     let y = conv_bn_act(b, &join(name, "conv1"), x, s1, After::Nothing);
-    let s2 = ConvShape::new(mid, mid, kernel, 1).groups(mid);
+    let s2 = ConvShape::new(mid, mid, blk.stage.kernel, 1).groups(mid);
     let after = After::relu(blk.cfg.use_lab);
     conv_bn_act(b, &join(name, "conv2"), &y, s2, after)
 }
@@ -476,6 +451,19 @@ mod tests {
         ];
         for (name, count) in expected {
             assert_eq!(build(name).param_count(), count, "{name}");
+        }
+    }
+
+    #[test]
+    fn seed_names_resolve() {
+        let pairs = [
+            ("PP-HGNetV2_B6", "hgnetv2_b6"),
+            ("PP-HGNetV2_B4", "hgnetv2_b4"),
+            ("PP-HGNetV2_B0", "hgnetv2_b0"),
+            ("PP-HGNet_small", "hgnet_small"),
+        ];
+        for (seed, timm) in pairs {
+            assert_eq!(crate::registry::find(seed).unwrap().name, timm);
         }
     }
 
