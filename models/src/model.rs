@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ParamKind, ParamSpec};
-use crate::families::{mobilenetv3, resnet, swin, vit};
+use crate::families::{hgnet, mobilenetv3, resnet, swin, vit};
 use crate::registry::{self, Entry};
 use crate::spec::ShapeBackend;
 
@@ -17,6 +17,10 @@ pub enum Arch {
     MobileNetV3(mobilenetv3::Config),
     /// Built by MobileNetV3's code from LCNet's definition.
     LCNet(mobilenetv3::Config),
+    /// PP-HGNet (v1) and PP-HGNetV2; the config's stem tells them apart.
+    /// Borrowed from the registry's constants: the config is too large to
+    /// inline in every `Arch`.
+    HGNet(&'static hgnet::Config),
 }
 
 /// What every family's head needs.
@@ -119,6 +123,7 @@ impl Model {
             Arch::Swin(cfg) => swin::forward(cfg, &head, b, x),
             Arch::ViT(cfg) => vit::forward(cfg, &head, b, x),
             Arch::MobileNetV3(cfg) | Arch::LCNet(cfg) => mobilenetv3::forward(cfg, &head, b, x),
+            Arch::HGNet(cfg) => hgnet::forward(cfg, &head, b, x),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Model names -> architectures, with the seed product's names as aliases.
 
-use crate::families::{lcnet, mobilenetv3, resnet, swin, vit};
+use crate::families::{hgnet, lcnet, mobilenetv3, resnet, swin, vit};
 use crate::model::{Arch, ModelError};
 
 /// Mean and standard deviation (RGB, 0..1 scale) the family was trained with.
@@ -96,6 +96,66 @@ pub static MODELS: &[Entry] = &[
     cnn_entry!("resnet26", "ResNet", "fc", Arch::ResNet(resnet::RESNET26)),
     cnn_entry!("resnet34", "ResNet", "fc", Arch::ResNet(resnet::RESNET34)),
     cnn_entry!("resnet50", "ResNet", "fc", Arch::ResNet(resnet::RESNET50)),
+    cnn_entry!(
+        "hgnetv2_b0",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B0)
+    ),
+    cnn_entry!(
+        "hgnetv2_b1",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B1)
+    ),
+    cnn_entry!(
+        "hgnetv2_b2",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B2)
+    ),
+    cnn_entry!(
+        "hgnetv2_b3",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B3)
+    ),
+    cnn_entry!(
+        "hgnetv2_b4",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B4)
+    ),
+    cnn_entry!(
+        "hgnetv2_b5",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B5)
+    ),
+    cnn_entry!(
+        "hgnetv2_b6",
+        "HGNetV2",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNETV2_B6)
+    ),
+    cnn_entry!(
+        "hgnet_tiny",
+        "HGNet",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNET_TINY)
+    ),
+    cnn_entry!(
+        "hgnet_small",
+        "HGNet",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNET_SMALL)
+    ),
+    cnn_entry!(
+        "hgnet_base",
+        "HGNet",
+        "head.fc",
+        Arch::HGNet(&hgnet::HGNET_BASE)
+    ),
     cnn_entry!(
         "mobilenetv3_small_050",
         "MobileNetV3",
@@ -248,5 +308,19 @@ mod tests {
             err.starts_with("unknown model 'resnet5'; did you mean resnet50"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_seed_name_builds_at_its_default_size() {
+        for (seed, timm) in SEED_NAMES {
+            let options = crate::ModelOptions {
+                num_classes: 1000,
+                input_size: 224,
+                drop_rate: 0.0,
+                drop_path_rate: 0.0,
+            };
+            let model = crate::Model::new(seed, options).unwrap_or_else(|e| panic!("{seed}: {e}"));
+            assert_eq!(model.entry.name, *timm);
+        }
     }
 }

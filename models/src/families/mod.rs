@@ -1,5 +1,6 @@
 //! One file per architecture family.
 
+pub mod hgnet;
 pub mod lcnet;
 pub mod mobilenetv3;
 pub mod resnet;

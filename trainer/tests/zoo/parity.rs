@@ -151,6 +151,17 @@ fn lcnet_matches_timm() {
     assert!(check_family(&small(), "LCNet") >= 2);
 }
 
+#[test]
+fn hgnetv2_matches_timm() {
+    // b0 at 32 and 64 px, b1 at 40 px (LAB, odd maps), b4 at 32 px (no LAB).
+    assert_eq!(check_family(&small(), "HGNetV2"), 4);
+}
+
+#[test]
+fn hgnet_matches_timm() {
+    assert_eq!(check_family(&small(), "HGNet"), 1);
+}
+
 /// The seed's models at 224 px: slow and memory-hungry (vit_large is 1.2 GB),
 /// so run on demand after `make_models.py DIR --seed-models`:
 /// `SEMICLASS_SEED_FIXTURES=DIR cargo test -p semiclass-trainer --test zoo -- --ignored`.
