@@ -142,6 +142,14 @@ pub trait Backend {
     fn linear(&mut self, x: &Self::T, w: &Self::T, b: Option<&Self::T>) -> Self::T;
     fn matmul(&mut self, a: &Self::T, b: &Self::T) -> Self::T;
     fn activation(&mut self, x: &Self::T, act: Activation) -> Self::T;
+    /// The same, allowed to overwrite `x`: the CPU spends much of a
+    /// training step allocating and filling fresh activation maps, and
+    /// PyTorch models avoid that with `inplace=True`. Only for `x` fresh
+    /// from `conv2d`, `batch_norm`, `linear` or `add`, whose gradients do
+    /// not need their own output (autograd refuses otherwise).
+    fn activation_in_place(&mut self, x: Self::T, act: Activation) -> Self::T {
+        self.activation(&x, act)
+    }
     fn softmax(&mut self, x: &Self::T, dim: usize) -> Self::T;
 
     /// Element-wise with broadcasting.

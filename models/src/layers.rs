@@ -115,7 +115,7 @@ pub fn conv_norm_act<B: Backend>(
     let y = conv2d(b, &join(name, "conv"), x, s);
     let y = batch_norm(b, &join(name, "bn"), &y, s.cout, BN_EPS);
     match act {
-        Some(act) => b.activation(&y, act),
+        Some(act) => b.activation_in_place(y, act),
         None => y,
     }
 }

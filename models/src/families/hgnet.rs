@@ -402,7 +402,7 @@ fn head_forward<B: Backend>(b: &mut B, cfg: &Config, head: &Head, x: &B::T) -> B
     let x = b.mean(x, &[2, 3], true);
     let s = ConvShape::new(features, HEAD_HIDDEN, 1, 1);
     let x = conv2d(b, "head.last_conv.0", &x, s);
-    let x = b.activation(&x, Activation::Relu);
+    let x = b.activation_in_place(x, Activation::Relu);
     // The ReLU sits at index 1 of timm's `last_conv` Sequential.
     let x = if cfg.use_lab {
         lab(b, "head.last_conv.2", &x)

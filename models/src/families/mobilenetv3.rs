@@ -223,7 +223,7 @@ pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B:
     let x = b.mean(&x, &[2, 3], true);
     let s = ConvShape::new(channels, cfg.num_features, 1, 1).with_bias();
     let x = conv2d(b, "conv_head", &x, s);
-    let x = b.activation(&x, ACT);
+    let x = b.activation_in_place(x, ACT);
     let x = b.reshape(&x, &[0, -1]);
     classifier(
         b,
@@ -366,7 +366,7 @@ fn batch_norm_act<B: Backend>(
 ) -> B::T {
     let y = batch_norm(b, name, x, channels, BN_EPS);
     match act {
-        Some(act) => b.activation(&y, act),
+        Some(act) => b.activation_in_place(y, act),
         None => y,
     }
 }

@@ -55,7 +55,7 @@ struct Block<'a> {
 pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B::T {
     let x = conv2d(b, "conv1", x, ConvShape::new(3, 64, 7, 2));
     let x = batch_norm(b, "bn1", &x, 64, BN_EPS);
-    let x = b.activation(&x, Activation::Relu);
+    let x = b.activation_in_place(x, Activation::Relu);
     let mut x = b.max_pool2d(
         &x,
         Pool2d {
@@ -114,7 +114,7 @@ fn basic<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
         x,
         ConvShape::new(blk.cin, blk.planes, 3, blk.stride),
     );
-    let y = b.activation(&y, Activation::Relu);
+    let y = b.activation_in_place(y, Activation::Relu);
     let y = conv_bn(
         b,
         blk.name,
@@ -128,9 +128,9 @@ fn basic<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
 fn bottleneck<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
     let (w, out) = (blk.planes, blk.planes * 4);
     let y = conv_bn(b, blk.name, 1, x, ConvShape::new(blk.cin, w, 1, 1));
-    let y = b.activation(&y, Activation::Relu);
+    let y = b.activation_in_place(y, Activation::Relu);
     let y = conv_bn(b, blk.name, 2, &y, ConvShape::new(w, w, 3, blk.stride));
-    let y = b.activation(&y, Activation::Relu);
+    let y = b.activation_in_place(y, Activation::Relu);
     let y = conv_bn(b, blk.name, 3, &y, ConvShape::new(w, out, 1, 1));
     residual(b, blk, x, y, out)
 }
@@ -150,5 +150,5 @@ fn residual<B: Backend>(b: &mut B, blk: &Block, x: &B::T, y: B::T, cout: usize) 
     };
     let y = b.drop_path(&y, blk.drop_path);
     let y = b.add(&y, shortcut);
-    b.activation(&y, Activation::Relu)
+    b.activation_in_place(y, Activation::Relu)
 }

@@ -90,6 +90,18 @@ impl Backend for TchBackend<'_> {
         }
     }
 
+    fn activation_in_place(&mut self, x: Tensor, act: Activation) -> Tensor {
+        let mut x = x;
+        match act {
+            Activation::Relu => x.relu_(),
+            Activation::Gelu => x.gelu_("none"),
+            Activation::Sigmoid => x.sigmoid_(),
+            Activation::Silu => x.silu_(),
+            Activation::HardSwish => x.hardswish_(),
+            Activation::HardSigmoid => x.hardsigmoid_(),
+        }
+    }
+
     fn softmax(&mut self, x: &Tensor, dim: usize) -> Tensor {
         x.softmax(dim as i64, None::<Kind>)
     }

@@ -3,3 +3,4 @@
 //! Fixtures come from tests/fixtures/make_models.py (run by `make test`).
 
 mod parity;
+mod train_mode;

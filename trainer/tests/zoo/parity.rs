@@ -17,6 +17,9 @@ struct Case {
     /// loading them must resample the model's grid parameters.
     #[serde(default)]
     source_size: Option<usize>,
+    /// Parameters whose training-mode gradients timm recorded.
+    #[serde(default)]
+    grad_params: Vec<String>,
 }
 
 fn fixtures_dir(var: &str, default: &str) -> PathBuf {
@@ -70,6 +73,32 @@ fn check_family(dir: &Path, family: &str) -> usize {
 
 /// Loads the case's weights into its model and compares logits with timm's;
 /// returns the load report's resampled parameters.
+/// Training mode (batch statistics, in-place activations, autograd): the
+/// gradients of the first and last parameter match timm's for the same
+/// cross-entropy loss, relative to their largest magnitude.
+fn check_gradients(net: &Network, case: &Case, io: &HashMap<String, Tensor>) {
+    let labels = Tensor::from_slice(&[0i64, 1]);
+    net.forward(&io["input"], true)
+        .cross_entropy_for_logits(&labels)
+        .backward();
+    let tensors: HashMap<&str, &Tensor> = net.named_tensors().into_iter().collect();
+    for name in &case.grad_params {
+        let ours = tensors[name.as_str()].grad();
+        let timm = &io[&format!("grad.{name}")];
+        let max_diff = (&ours - timm).abs().max().double_value(&[]);
+        let scale = timm.abs().max().double_value(&[]);
+        eprintln!(
+            "{}: {name} max |Δgrad| = {max_diff:.3e} (max |grad| {scale:.2e})",
+            case.case
+        );
+        assert!(
+            max_diff <= 1e-3 * scale,
+            "{}: {name} gradient differs by {max_diff} (max {scale})",
+            case.case
+        );
+    }
+}
+
 fn check_case(dir: &Path, case: &Case, model: Model) -> Vec<String> {
     let mut net = Network::new(model, Device::Cpu);
     let weights = dir.join(format!("{}.safetensors", case.case));
@@ -100,6 +129,9 @@ fn check_case(dir: &Path, case: &Case, model: Model) -> Vec<String> {
         "{}: max |Δlogit| {max_diff} > 1e-4 × {scale}",
         case.case
     );
+    if !case.grad_params.is_empty() {
+        check_gradients(&net, case, &io);
+    }
     report.resampled
 }
 
