@@ -33,34 +33,42 @@ impl Sgd {
 
     /// One update of `params` (tensor, decays?) from their gradients.
     /// Parameters without a gradient are left alone.
+    ///
+    /// Every operation is in place (gradients are scratch space until the
+    /// next `zero_grad`): a full-size temporary per parameter and operation
+    /// made this step 4x slower than PyTorch's fused multi-tensor SGD.
     pub fn step(&mut self, params: &[(&Tensor, bool)]) {
         self.buffers.resize_with(params.len(), || None);
         tch::no_grad(|| {
+            let scalar = |v: f64| Tensor::from(v as f32);
+            let (wd, momentum, lr) = (
+                scalar(self.weight_decay),
+                scalar(self.momentum),
+                scalar(-self.lr),
+            );
             for ((p, decay), buffer) in params.iter().zip(&mut self.buffers) {
-                let grad = p.grad();
-                if !grad.defined() {
+                let mut d_p = p.grad();
+                if !d_p.defined() {
                     continue;
                 }
-                let mut d_p = if *decay && self.weight_decay > 0.0 {
-                    grad + *p * self.weight_decay
-                } else {
-                    grad
-                };
+                if *decay && self.weight_decay > 0.0 {
+                    let _ = d_p.addcmul_(p, &wd);
+                }
                 if self.momentum > 0.0 {
-                    let buf = match buffer {
+                    match buffer {
                         Some(buf) => {
                             let _ = buf.g_mul_scalar_(self.momentum).g_add_(&d_p);
-                            buf.shallow_clone()
                         }
-                        None => buffer.insert(d_p.copy()).shallow_clone(),
-                    };
-                    d_p = if self.nesterov {
-                        d_p + buf * self.momentum
+                        None => *buffer = Some(d_p.copy()),
+                    }
+                    let buf = buffer.as_ref().expect("set above");
+                    if self.nesterov {
+                        let _ = d_p.addcmul_(buf, &momentum);
                     } else {
-                        buf
-                    };
+                        d_p.copy_(buf);
+                    }
                 }
-                let _ = p.shallow_clone().g_sub_(&(d_p * self.lr));
+                let _ = p.shallow_clone().addcmul_(&d_p, &lr);
             }
         });
     }

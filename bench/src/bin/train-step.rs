@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         .context("usage: train-step MODEL INPUT_SIZE [BATCH] [STEPS] [THREADS]")?;
     let size = arg(&args, 2, 224)?;
     let (batch, steps, threads) = (arg(&args, 3, 64)?, arg(&args, 4, 10)?, arg(&args, 5, 2)?);
+    semiclass_trainer::alloc::tune_for_training();
     tch::set_num_threads(threads as i32);
     tch::manual_seed(0);
     let options = ModelOptions {

@@ -4,6 +4,6 @@ mod network;
 mod tch_backend;
 mod weights;
 
-pub use network::Network;
+pub use network::{Layout, Network, to_channels_last};
 pub use tch_backend::TchBackend;
 pub use weights::{LoadReport, WeightsError};

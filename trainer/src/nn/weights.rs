@@ -221,7 +221,7 @@ pub fn save(net: &Network, path: &Path) -> Result<(), WeightsError> {
     let tensors: Vec<(&str, Tensor)> = net
         .named_tensors()
         .into_iter()
-        .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu)))
+        .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous()))
         .collect();
     let name = path
         .file_name()
