@@ -3,3 +3,4 @@
 mod check;
 mod common;
 mod demo_data;
+mod models;

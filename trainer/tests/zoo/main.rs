@@ -4,3 +4,4 @@
 
 mod parity;
 mod train_mode;
+mod weights;
