@@ -131,7 +131,11 @@ fn check_case(dir: &Path, case: &Case, model: Model) -> Vec<String> {
 
 fn check_logits(net: &Network, case: &Case, io: &HashMap<String, Tensor>, layout: Layout) {
     let ours = tch::no_grad(|| net.forward(&io["input"], false));
-    let timm = &io["logits"];
+    // timm run in the same layout: libtorch picks other kernels per layout.
+    let timm = match layout {
+        Layout::Contiguous => &io["logits"],
+        Layout::ChannelsLast => io.get("logits_channels_last").unwrap_or(&io["logits"]),
+    };
     assert_eq!(ours.size(), timm.size(), "{}", case.case);
     let max_diff = (&ours - timm).abs().max().double_value(&[]);
     let scale = timm.abs().max().double_value(&[]).max(1.0);
