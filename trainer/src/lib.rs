@@ -2,6 +2,7 @@
 //! loading, semi-supervised algorithms, distillation and checkpoints. The
 //! `semiclass` binary in `main.rs` is its command-line face.
 
+pub mod algorithms;
 pub mod alloc;
 pub mod config;
 pub mod data;

@@ -1,0 +1,91 @@
+//! FixMatch (Sohn et al. 2020) with an EMA teacher (as Semi-ViT): the
+//! teacher's confident predictions on weak views are hard pseudo-labels
+//! the student must reproduce on strong views of the same images.
+
+use tch::{Kind, Tensor};
+
+use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency};
+
+#[derive(Debug, Clone)]
+pub struct FixMatch {
+    /// Confidence a pseudo-label needs (0.95 from scratch; 0.5-0.7 for
+    /// pretrained models, per Semi-ViT).
+    pub p_cutoff: f64,
+    /// Weight of the unsupervised loss.
+    pub lambda_u: f64,
+    /// Softmax temperature for the pseudo-label probabilities.
+    pub t: f64,
+}
+
+impl FixMatch {
+    /// `probs_x_ulb_w`: the teacher's probabilities on the weak views.
+    pub fn probs(&self, logits_x_ulb_w: &Tensor) -> Tensor {
+        (logits_x_ulb_w / self.t).softmax(-1, Kind::Float)
+    }
+}
+
+impl Algorithm for FixMatch {
+    fn name(&self) -> &'static str {
+        "fixmatch"
+    }
+
+    fn uses_unlabeled(&self) -> bool {
+        true
+    }
+
+    fn losses(&mut self, logits: &StepLogits) -> StepLosses {
+        let logits_w = logits
+            .logits_x_ulb_w
+            .expect("unlabeled step without weak logits");
+        let probs_x_ulb_w = tch::no_grad(|| self.probs(logits_w));
+        let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
+        let mask = max_probs.ge(self.p_cutoff).to_kind(Kind::Float);
+        masked_consistency(logits, &pseudo_label, &mask, self.lambda_u)
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_confident_pseudo_labels_count() {
+        let mut fixmatch = FixMatch {
+            p_cutoff: 0.9,
+            lambda_u: 2.0,
+            t: 1.0,
+        };
+        let logits_x_lb = Tensor::from_slice(&[2.0f32, 0.0]).reshape([1, 2]);
+        let y_lb = Tensor::from_slice(&[0i64]);
+        // Teacher: first sample confident (class 1), second not.
+        let weak = Tensor::from_slice(&[0.0f32, 10.0, 0.2, 0.0]).reshape([2, 2]);
+        let strong = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 3.0]).reshape([2, 2]);
+        let losses = fixmatch.losses(&StepLogits {
+            logits_x_lb: &logits_x_lb,
+            y_lb: &y_lb,
+            logits_x_ulb_w: Some(&weak),
+            logits_x_ulb_s: Some(&strong),
+        });
+        assert_eq!(losses.mask_ratio, 0.5);
+        let ce = |a: f64, b: f64| -(b - (a.exp() + b.exp()).ln());
+        let sup = -(2.0 - (2f64.exp() + 1.0).ln());
+        assert!((losses.sup_loss - sup).abs() < 1e-6);
+        // Only sample 0 (pseudo-label 1, strong logits [1, 0]) counts; mean over 2.
+        let unsup = ce(1.0, 0.0) / 2.0;
+        assert!(
+            (losses.unsup_loss - unsup).abs() < 1e-6,
+            "{}",
+            losses.unsup_loss
+        );
+        let total = losses.total.double_value(&[]);
+        assert!((total - (sup + 2.0 * unsup)).abs() < 1e-5);
+    }
+}
