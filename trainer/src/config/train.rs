@@ -1,0 +1,259 @@
+//! What `semiclass train` reads: one YAML file plus `-o` overrides.
+//!
+//! Every parameter the source product exposes per model is here (epochs,
+//! batch size, class count, learning rate, resume checkpoint, pretrained
+//! weights, warmup epochs, log interval, eval interval), plus the
+//! semi-supervised ones. Defaults suit a CPU-sized run on small images.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub data: DataConfig,
+    pub run: RunConfig,
+    pub large: LargeConfig,
+}
+
+/// Where the images come from and how they are fed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The dataset folder (label.txt, train.txt, train_unlabeled.txt, val.txt).
+    pub dir: Option<PathBuf>,
+    /// Threads decoding and augmenting ahead of the model.
+    pub workers: usize,
+    /// Batches prepared ahead.
+    pub prefetch: usize,
+    /// Decoded images are kept in memory up to this size.
+    pub cache_mb: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: None,
+            workers: 2,
+            prefetch: 4,
+            cache_mb: 4096,
+        }
+    }
+}
+
+/// Where results go and what makes the run reproducible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Parent folder of run directories.
+    pub dir: PathBuf,
+    /// Run directory name; default `<mode>-<date>-<time>`.
+    pub name: Option<String>,
+    pub seed: u64,
+    /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Compute threads on CPU (0: libtorch's default).
+    pub threads: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            dir: PathBuf::from("runs"),
+            name: None,
+            seed: 0,
+            device: "auto".into(),
+            threads: 0,
+        }
+    }
+}
+
+/// Which optimizer updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with Nesterov momentum.
+    Sgd,
+    AdamW,
+}
+
+/// Training settings of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelTrainConfig {
+    /// timm or seed name (`semiclass models` lists them).
+    pub model: String,
+    pub input_size: usize,
+    /// Class count; checked against label.txt when given.
+    pub num_classes: Option<usize>,
+    /// A local `.safetensors` in timm's names.
+    pub pretrained: Option<PathBuf>,
+    /// A checkpoint (or its resume state) to continue from.
+    pub resume: Option<PathBuf>,
+    /// Epochs of the supervised stage (passes over the labeled images).
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    /// EMA of the weights; 0 disables it.
+    pub ema_decay: f64,
+    /// Largest global gradient norm; none when absent.
+    pub grad_clip: Option<f64>,
+    pub drop_rate: f64,
+    pub drop_path_rate: f64,
+    /// Steps between log lines.
+    pub log_interval: usize,
+    /// Epochs between evaluations on val (and checkpoints).
+    pub eval_interval: usize,
+}
+
+impl Default for ModelTrainConfig {
+    fn default() -> Self {
+        ModelTrainConfig {
+            model: "resnet18".into(),
+            input_size: 32,
+            num_classes: None,
+            pretrained: None,
+            resume: None,
+            epochs: 10,
+            batch_size: 64,
+            lr: 0.03,
+            optimizer: OptimizerKind::Sgd,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            warmup_epochs: 1.0,
+            ema_decay: 0.999,
+            grad_clip: None,
+            drop_rate: 0.0,
+            drop_path_rate: 0.0,
+            log_interval: 50,
+            eval_interval: 1,
+        }
+    }
+}
+
+/// The semi-supervised algorithm of stage 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmKind {
+    /// Skip the semi-supervised stage: labels only (the baseline).
+    Supervised,
+    FixMatch,
+    FreeMatch,
+}
+
+/// Stage 2 (and the optional stage 3) of the large model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SslConfig {
+    pub algorithm: AlgorithmKind,
+    /// Epochs of the semi-supervised stage (passes over the labeled
+    /// images; each step also takes `mu` times as many unlabeled ones).
+    pub epochs: usize,
+    /// Unlabeled images per labeled image in a step.
+    pub mu: usize,
+    /// FixMatch's confidence threshold for a pseudo-label.
+    pub p_cutoff: f64,
+    /// Weight of the unsupervised loss.
+    pub lambda_u: f64,
+    /// Temperature of the pseudo-label softmax.
+    pub t: f64,
+    /// FreeMatch: momentum of its adaptive thresholds.
+    pub ema_p: f64,
+    /// Stage 3: label all unlabeled images with the best teacher and
+    /// retrain; kept only when val improves.
+    pub self_training: bool,
+    /// Stage 3: confidence a soft label needs to be kept.
+    pub self_training_threshold: f64,
+}
+
+impl Default for SslConfig {
+    fn default() -> Self {
+        SslConfig {
+            algorithm: AlgorithmKind::FixMatch,
+            epochs: 10,
+            mu: 7,
+            p_cutoff: 0.95,
+            lambda_u: 1.0,
+            t: 1.0,
+            ema_p: 0.999,
+            self_training: false,
+            self_training_threshold: 0.9,
+        }
+    }
+}
+
+/// The large model: its training settings and its semi-supervised stages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LargeConfig {
+    #[serde(flatten)]
+    pub train: ModelTrainConfig,
+    pub ssl: SslConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::resolve;
+
+    #[test]
+    fn product_parameters_resolve_from_overrides() {
+        let over: Vec<String> = [
+            "large.epochs=3",
+            "large.batch_size=32",
+            "large.num_classes=10",
+            "large.lr=0.1",
+            "large.warmup_epochs=0.5",
+            "large.log_interval=10",
+            "large.eval_interval=2",
+            "large.pretrained=w.safetensors",
+            "large.ssl.algorithm=freematch",
+            "large.ssl.mu=3",
+            "large.optimizer=adamw",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cfg: TrainConfig = resolve(None, &over).unwrap();
+        assert_eq!(cfg.large.train.epochs, 3);
+        assert_eq!(cfg.large.train.num_classes, Some(10));
+        assert_eq!(cfg.large.train.optimizer, OptimizerKind::AdamW);
+        assert_eq!(cfg.large.ssl.algorithm, AlgorithmKind::FreeMatch);
+        assert_eq!(cfg.large.ssl.mu, 3);
+        assert_eq!(
+            cfg.large.train.pretrained,
+            Some(PathBuf::from("w.safetensors"))
+        );
+    }
+
+    #[test]
+    fn misspelt_keys_get_a_suggestion() {
+        let err = resolve::<TrainConfig>(None, &["large.ssl.p_cutof=0.7".into()]).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("did you mean 'large.ssl.p_cutoff'?"),
+            "{err}"
+        );
+        let err = resolve::<TrainConfig>(None, &["large.epoch=1".into()]).unwrap_err();
+        assert!(
+            err.to_string().ends_with("did you mean 'large.epochs'?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_algorithm_names_the_choices() {
+        let err =
+            resolve::<TrainConfig>(None, &["large.ssl.algorithm=mixmatch".into()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("large.ssl.algorithm") && text.contains("fixmatch"),
+            "{text}"
+        );
+    }
+}
