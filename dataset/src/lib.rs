@@ -18,9 +18,11 @@ pub mod fashion_mnist;
 pub mod fsutil;
 pub mod lists;
 pub mod load;
+pub mod open;
 pub mod paths;
 pub mod problem;
 pub mod report;
 
 pub use check::{CheckError, CheckOptions, CheckReport, check_dataset};
+pub use open::{Dataset, OpenError};
 pub use problem::{Location, Problem, Problems, Severity};

@@ -6,5 +6,6 @@ pub mod algorithms;
 pub mod alloc;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod nn;
 pub mod optim;

@@ -1,8 +1,8 @@
 //! `semiclass check`: every problem of a dataset folder at once.
 
 mod images;
-mod rules;
-mod stats;
+pub(crate) mod rules;
+pub(crate) mod stats;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,4 @@
+//! The training engine: stages, steps, evaluation, checkpoints.
+
+pub mod evaluate;
+pub mod plan;
