@@ -6,6 +6,8 @@ pub mod algorithms;
 pub mod alloc;
 pub mod config;
 pub mod data;
+pub mod ema;
 pub mod engine;
 pub mod nn;
 pub mod optim;
+pub mod schedule;
