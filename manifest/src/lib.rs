@@ -2,6 +2,7 @@
 //! SDK inside files (checkpoint metadata, package manifests). Plain data
 //! with serde; no behaviour that needs a tensor library.
 
+pub mod checkpoint;
 mod preprocess;
 
 pub use preprocess::{Interpolation, PreprocessSpec};

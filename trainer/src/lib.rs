@@ -4,6 +4,7 @@
 
 pub mod algorithms;
 pub mod alloc;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod ema;
