@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use semiclass_models::{Model, ModelOptions};
 use semiclass_trainer::nn::Network;
-use semiclass_trainer::optim::{Sgd, decays, zero_grad};
+use semiclass_trainer::optim::{Optimizer, Sgd, decays, zero_grad};
 use tch::{Device, Kind, Tensor};
 
 fn main() -> anyhow::Result<()> {
@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|(s, t)| (t, decays(&s.shape)))
         .collect();
-    let mut sgd = Sgd::new(0.01, 0.9, true, 1e-4);
+    let mut sgd = Sgd::new(0.9, true, 1e-4);
     let x = Tensor::randn(
         [64, 3, size as i64, size as i64],
         (Kind::Float, Device::Cpu),
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         let c = Instant::now();
         loss.backward();
         let d = Instant::now();
-        sgd.step(&params);
+        sgd.step(&params, 0.01);
         let e = Instant::now();
         if i >= 3 {
             for (k, (s, f)) in [(a, b), (b, c), (c, d), (d, e)].iter().enumerate() {

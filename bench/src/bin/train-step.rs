@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use semiclass_models::{Model, ModelOptions};
 use semiclass_trainer::nn::Network;
-use semiclass_trainer::optim::{Sgd, decays, zero_grad};
+use semiclass_trainer::optim::{Optimizer, Sgd, decays, zero_grad};
 use tch::{Device, Kind, Tensor};
 
 fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|(spec, t)| (t, decays(&spec.shape)))
         .collect();
-    let mut sgd = Sgd::new(0.01, 0.9, true, 1e-4);
+    let mut sgd = Sgd::new(0.9, true, 1e-4);
     let x = Tensor::randn(
         [batch as i64, 3, size as i64, size as i64],
         (Kind::Float, Device::Cpu),
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         zero_grad(&params);
         let loss = net.forward(&x, true).cross_entropy_for_logits(&y);
         loss.backward();
-        sgd.step(&params);
+        sgd.step(&params, 0.01);
     };
     // Warm-up: allocator and kernel selection.
     for _ in 0..3 {
