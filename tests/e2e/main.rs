@@ -4,3 +4,4 @@ mod check;
 mod common;
 mod demo_data;
 mod models;
+mod train;

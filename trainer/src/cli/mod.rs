@@ -3,6 +3,7 @@
 mod check;
 mod demo_data;
 mod models;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     DemoData(demo_data::DemoDataArgs),
     /// List the model zoo: names, family, parameter count, default input size.
     Models,
+    /// Train: the large model semi-supervised (--mode large).
+    Train(train::TrainArgs),
 }
 
 /// Runs one subcommand; `Err` means it could not run (exit status 2).
@@ -32,5 +35,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
         Command::Models => models::run(),
+        Command::Train(args) => train::run(args),
     }
 }

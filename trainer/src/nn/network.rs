@@ -98,6 +98,16 @@ impl Network {
         weights::load(self, path)
     }
 
+    /// Loads named tensors already in memory (e.g. a resume state), with the
+    /// same checks as a file; `source` names them in errors.
+    pub fn load_tensors(
+        &mut self,
+        tensors: Vec<(String, Tensor)>,
+        source: &Path,
+    ) -> Result<LoadReport, WeightsError> {
+        weights::load_named(self, tensors, source)
+    }
+
     /// Writes every tensor (buffers included) as safetensors in timm's names.
     pub fn save_safetensors(&self, path: &Path) -> Result<(), WeightsError> {
         weights::save(self, path)

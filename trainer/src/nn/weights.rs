@@ -45,16 +45,27 @@ fn ignored(name: &str) -> bool {
 /// shapes match exactly (the classifier may differ in class count). Nothing
 /// is changed when anything does not match.
 pub fn load(net: &mut Network, path: &Path) -> Result<LoadReport, WeightsError> {
-    let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| WeightsError::Read {
+    let file: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(path).map_err(|e| WeightsError::Read {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?
+        })?;
+    load_named(net, file, path)
+}
+
+/// As [`load`], from tensors already in memory (a resume state); `source`
+/// names them in errors.
+pub fn load_named(
+    net: &mut Network,
+    tensors: Vec<(String, Tensor)>,
+    source: &Path,
+) -> Result<LoadReport, WeightsError> {
+    let file: HashMap<String, Tensor> = tensors
         .into_iter()
         .filter(|(name, _)| !ignored(name))
         .collect();
     let plan = plan(net, &file).map_err(|details| WeightsError::Mismatch {
-        path: path.to_path_buf(),
+        path: source.to_path_buf(),
         model: net.model.entry.name.to_string(),
         details,
     })?;

@@ -1,0 +1,145 @@
+//! `semiclass train --mode large` end to end on a tiny two-class dataset.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageFormat};
+
+use crate::common::{Run, TinyDataset, semiclass};
+
+/// Dark images are class 0, bright ones class 1: learnable in a few steps.
+fn two_class_dataset() -> TinyDataset {
+    let data = TinyDataset::new();
+    let lines = |kind: &str, count: usize| -> Vec<(String, usize)> {
+        (0..count)
+            .map(|i| {
+                let class = i % 2;
+                let path = format!("images/{kind}{i}.png");
+                let level = if class == 0 { 30 } else { 220 } as u8;
+                let img = image::GrayImage::from_fn(28, 28, |x, y| {
+                    image::Luma([level.wrapping_add(((x * 7 + y * 3 + i as u32) % 20) as u8)])
+                });
+                data.save(&path, &DynamicImage::ImageLuma8(img), ImageFormat::Png);
+                (path, class)
+            })
+            .collect()
+    };
+    let labeled = |items: Vec<(String, usize)>| {
+        items
+            .iter()
+            .map(|(p, c)| format!("{p} {c}\n"))
+            .collect::<String>()
+    };
+    data.write("label.txt", "0 dark\n1 bright\n");
+    data.write("train.txt", &labeled(lines("t", 16)));
+    data.write("val.txt", &labeled(lines("v", 8)));
+    data.write("test.txt", &labeled(lines("x", 8)));
+    let unlabeled: String = lines("u", 16)
+        .iter()
+        .map(|(p, _)| format!("{p}\n"))
+        .collect();
+    data.write("train_unlabeled.txt", &unlabeled);
+    data
+}
+
+fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "train",
+        "--mode",
+        "large",
+        "--data",
+        data.arg(),
+        "-o",
+        "run.name=tiny",
+        "-o",
+        "large.epochs=2",
+        "-o",
+        "large.ssl.epochs=1",
+        "-o",
+        "large.batch_size=8",
+        "-o",
+        "large.ssl.mu=1",
+        "-o",
+        "large.log_interval=1",
+        "-o",
+        "large.ssl.p_cutoff=0.5",
+        "-o",
+        "data.workers=1",
+        "-o",
+        "run.device=cpu",
+    ];
+    let dir = format!("run.dir={}", runs.display());
+    args.extend(["-o", dir.as_str()]);
+    args.extend(extra);
+    semiclass(&args)
+}
+
+/// The `semiclass` metadata of a checkpoint, read from its safetensors header.
+fn checkpoint_meta(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    serde_json::from_str(header["__metadata__"]["semiclass"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_large_run_trains_both_stages_and_keeps_the_best() {
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    let run = train(
+        &data,
+        runs.path(),
+        &["-o", "large.model=resnet18", "-o", "large.input_size=32"],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let out = &run.stdout;
+    assert!(out.contains("[supervised] epoch 1 step 1/4"), "{out}");
+    assert!(out.contains("[ssl] epoch 1 step 2/2"), "{out}");
+    assert!(out.contains("val top-1"), "{out}");
+    assert!(out.contains("test.txt: top-1"), "{out}");
+    let dir = runs.path().join("tiny");
+    assert!(dir.join("config.yaml").is_file());
+    for file in ["supervised-best", "supervised-last", "ssl-best", "best"] {
+        assert!(
+            dir.join(format!("checkpoints/{file}.safetensors"))
+                .is_file(),
+            "{file}"
+        );
+    }
+    let meta = checkpoint_meta(&dir.join("checkpoints/best.safetensors"));
+    assert_eq!(meta["model"], "resnet18");
+    assert_eq!(meta["class_names"], serde_json::json!(["dark", "bright"]));
+    assert!(meta["metrics"]["val_top1"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn an_existing_run_is_never_overwritten() {
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(runs.path().join("tiny")).unwrap();
+    std::fs::write(runs.path().join("tiny/notes.txt"), "mine").unwrap();
+    let run = train(&data, runs.path(), &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("a run already exists there"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs.path().join("tiny/notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn a_class_count_that_disagrees_with_label_txt_is_refused() {
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    let run = train(&data, runs.path(), &["-o", "large.num_classes=3"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("num_classes is 3 in the config but label.txt defines 2 classes"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,122 @@
+//! Everything a run needs before its first step: the device, the run
+//! directory, the images.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use semiclass_dataset::Dataset;
+use semiclass_dataset::paths::RelPath;
+use semiclass_manifest::PreprocessSpec;
+use tch::Device;
+
+use super::TrainError;
+use crate::data::loader::Transform;
+use crate::data::store::{ImageStore, LoadError};
+
+/// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+pub fn select_device(name: &str) -> Result<Device, TrainError> {
+    let cuda = |i: usize| {
+        if tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize {
+            Ok(Device::Cuda(i))
+        } else {
+            Err(TrainError::Device(format!(
+                "{name}: no such CUDA device on this machine; use run.device=cpu"
+            )))
+        }
+    };
+    match name {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => cuda(i),
+            None => Err(TrainError::Device(format!(
+                "unknown device '{other}'; use auto, cpu, cuda or cuda:N"
+            ))),
+        },
+    }
+}
+
+/// A run's folder: config, metrics, curves and checkpoints.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `parent/name`; an existing non-empty folder is refused so
+    /// that no earlier run is ever overwritten.
+    pub fn create(parent: &Path, name: &str) -> Result<RunDir, TrainError> {
+        let path = parent.join(name);
+        let io = |source| TrainError::Io {
+            path: path.clone(),
+            source,
+        };
+        if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(TrainError::RunExists(path));
+        }
+        std::fs::create_dir_all(path.join("checkpoints")).map_err(io)?;
+        Ok(RunDir { path })
+    }
+
+    /// An existing run directory, for resuming.
+    pub fn open(path: &Path) -> RunDir {
+        RunDir {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn checkpoint(&self, name: &str) -> PathBuf {
+        self.path.join("checkpoints").join(name)
+    }
+}
+
+/// The images of a run in one store, and each split as store indices.
+pub struct RunData {
+    pub classes: Vec<String>,
+    pub store: Arc<ImageStore>,
+    pub transform: Arc<Transform>,
+    /// `(store index, class id)`.
+    pub train: Vec<(usize, i64)>,
+    pub unlabeled: Vec<usize>,
+    pub val: Vec<(usize, i64)>,
+    pub test: Vec<(usize, i64)>,
+}
+
+/// Decodes the dataset's images (in memory when they fit `cache_mb`).
+pub fn load_data(
+    dataset: &Dataset,
+    eval: PreprocessSpec,
+    cache_mb: u64,
+    on_image: &(dyn Fn() + Sync),
+) -> Result<RunData, LoadError> {
+    let mut index: HashMap<RelPath, usize> = HashMap::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut slot = |p: &RelPath| {
+        *index.entry(p.clone()).or_insert_with(|| {
+            paths.push(PathBuf::from(p.as_str()));
+            paths.len() - 1
+        })
+    };
+    let mut labeled = |entries: &[semiclass_dataset::lists::LabeledEntry]| -> Vec<(usize, i64)> {
+        entries
+            .iter()
+            .map(|e| (slot(&e.path), e.class_id as i64))
+            .collect()
+    };
+    let (train, val) = (labeled(&dataset.train), labeled(&dataset.val));
+    let test = labeled(dataset.test.as_deref().unwrap_or_default());
+    let unlabeled = dataset.unlabeled.iter().map(|e| slot(&e.path)).collect();
+    let input_size = eval.crop;
+    let store = ImageStore::load(&dataset.root, paths, input_size, cache_mb << 20, on_image)?;
+    Ok(RunData {
+        classes: dataset.classes.clone(),
+        store: Arc::new(store),
+        transform: Arc::new(Transform { input_size, eval }),
+        train,
+        unlabeled,
+        val,
+        test,
+    })
+}

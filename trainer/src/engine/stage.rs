@@ -1,0 +1,483 @@
+//! One training stage: steps over a plan, evaluation every `eval_interval`
+//! epochs, best and last checkpoints, exact resume, clean interruption.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use semiclass_manifest::checkpoint::{CheckpointMeta, Role, WeightsKind};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::TrainError;
+use super::evaluate::{EvalInput, EvalResult, evaluate};
+use super::plan::StepPlan;
+use super::setup::{RunData, RunDir};
+use super::step::{clip_grad_norm, forward_backward};
+use crate::algorithms::Algorithm;
+use crate::checkpoint::{save_checkpoint, save_state};
+use crate::config::{ModelTrainConfig, OptimizerKind};
+use crate::data::loader::Loader;
+use crate::ema::Ema;
+use crate::nn::Network;
+use crate::optim::{AdamW, Optimizer, Sgd, decays, zero_grad};
+use crate::schedule::LrSchedule;
+
+/// What stays the same for every stage of a run.
+pub struct StageContext<'a> {
+    pub cfg: &'a ModelTrainConfig,
+    pub data: &'a RunData,
+    pub run: &'a RunDir,
+    pub role: Role,
+    pub seed: u64,
+    pub workers: usize,
+    pub prefetch: usize,
+    /// Set by SIGINT/SIGTERM: save a resumable checkpoint and stop.
+    pub stop: &'a AtomicBool,
+}
+
+/// One stage to run.
+pub struct Stage {
+    /// `supervised`, `ssl`: names the stage's checkpoints.
+    pub name: String,
+    /// Distinguishes the stages' shuffles.
+    pub id: u64,
+    pub epochs: usize,
+    pub mu: usize,
+    pub algorithm: Box<dyn Algorithm>,
+}
+
+/// A training log line, every `log_interval` steps.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub stage: String,
+    pub epoch: u64,
+    pub step: u64,
+    pub total_steps: u64,
+    pub lr: f64,
+    pub sup_loss: f64,
+    pub unsup_loss: f64,
+    pub mask_ratio: f64,
+    pub images_per_s: f64,
+    /// Share of the interval's time spent waiting for data.
+    pub data_wait: f64,
+}
+
+/// Where a stage reports progress (metrics file, terminal).
+pub trait StageObserver {
+    fn on_log(&mut self, record: &StepRecord);
+    fn on_eval(&mut self, record: &StepRecord, result: &EvalResult, best: bool);
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    pub best_top1: f64,
+    /// The best evaluated weights of this stage (a checkpoint file).
+    pub best: PathBuf,
+    pub interrupted: bool,
+}
+
+/// Where a resumed stage continues: saved in the state file's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeInfo {
+    pub stage: String,
+    pub step: u64,
+    pub best_top1: f64,
+    pub algorithm: serde_json::Value,
+}
+
+/// Running state of a stage.
+struct Progress {
+    step: u64,
+    best_top1: f64,
+    since_log: Instant,
+    waited_at_log: std::time::Duration,
+    images_since_log: usize,
+}
+
+/// A stage in progress: the model and everything that updates it.
+struct Runner<'a, 'n> {
+    ctx: &'a StageContext<'a>,
+    stage: Stage,
+    net: &'n mut Network,
+    optimizer: Box<dyn Optimizer>,
+    ema: Option<Ema>,
+    schedule: LrSchedule,
+    per_epoch: u64,
+    total: u64,
+    files: StageFiles,
+    progress: Progress,
+}
+
+/// Runs `stage` on `net` from its start, or from `resume` (the state file
+/// tensors and info written by an earlier interrupted run of this stage).
+pub fn run_stage(
+    ctx: &StageContext,
+    stage: Stage,
+    net: &mut Network,
+    resume: Option<(Vec<(String, Tensor)>, ResumeInfo)>,
+    observer: &mut dyn StageObserver,
+) -> Result<StageOutcome, TrainError> {
+    let plan = step_plan(ctx, &stage);
+    let mut runner = Runner::new(ctx, stage, net, plan.steps_per_epoch());
+    if let Some((tensors, info)) = resume {
+        runner.restore(tensors, &info)?;
+    }
+    let requests = plan.requests(runner.progress.step, runner.total);
+    let mut loader = Loader::start(
+        ctx.data.store.clone(),
+        ctx.data.transform.clone(),
+        requests,
+        ctx.workers,
+        ctx.prefetch,
+    );
+    while runner.progress.step < runner.total {
+        if ctx.stop.load(Ordering::SeqCst) {
+            runner.save_resume()?;
+            return Ok(runner.outcome(true));
+        }
+        let parts = loader.next_batch().expect("one batch per step")?;
+        let record = runner.step(&parts)?;
+        let last = runner.progress.step == runner.total;
+        if runner
+            .progress
+            .step
+            .is_multiple_of(ctx.cfg.log_interval.max(1) as u64)
+            || last
+        {
+            observer.on_log(&timed(record.clone(), &mut runner.progress, loader.waited));
+        }
+        if runner.eval_due() {
+            let (result, best) = runner.evaluate_and_save()?;
+            observer.on_eval(&record, &result, best);
+        }
+    }
+    Ok(runner.outcome(false))
+}
+
+impl<'a, 'n> Runner<'a, 'n> {
+    fn new(ctx: &'a StageContext<'a>, stage: Stage, net: &'n mut Network, per_epoch: u64) -> Self {
+        let total = per_epoch * stage.epochs as u64;
+        let warmup = (ctx.cfg.warmup_epochs * per_epoch as f64).round() as u64;
+        let ema = (ctx.cfg.ema_decay > 0.0).then(|| Ema::new(net, ctx.cfg.ema_decay, true));
+        let files = StageFiles::new(ctx.run, &stage.name);
+        Runner {
+            ctx,
+            stage,
+            net,
+            optimizer: make_optimizer(ctx.cfg),
+            ema,
+            schedule: LrSchedule::new(ctx.cfg.lr, warmup.min(total), total),
+            per_epoch,
+            total,
+            files,
+            progress: Progress {
+                step: 0,
+                best_top1: f64::NEG_INFINITY,
+                since_log: Instant::now(),
+                waited_at_log: Default::default(),
+                images_since_log: 0,
+            },
+        }
+    }
+
+    /// One optimisation step; fails on a non-finite loss.
+    fn step(&mut self, parts: &[crate::data::loader::PartBatch]) -> Result<StepRecord, TrainError> {
+        let step = self.progress.step;
+        self.progress.images_since_log += parts.iter().map(|p| p.labels.len()).sum::<usize>();
+        // Dropout and drop-path masks: a pure function of the step, for exact resume.
+        tch::manual_seed(plan_seed(self.ctx.seed, self.stage.id, step));
+        zero_grad(&trainable(self.net));
+        let input_size = self.ctx.data.transform.input_size;
+        let losses = forward_backward(
+            self.net,
+            self.ema.as_mut(),
+            &mut *self.stage.algorithm,
+            parts,
+            input_size,
+        );
+        let total_loss = losses.total.double_value(&[]);
+        if !total_loss.is_finite() {
+            return Err(self.non_finite(total_loss));
+        }
+        let lr = self.schedule.lr_at(step);
+        let params = trainable(self.net);
+        if let Some(max_norm) = self.ctx.cfg.grad_clip {
+            clip_grad_norm(&params, max_norm);
+        }
+        self.optimizer.step(&params, lr);
+        if let Some(ema) = self.ema.as_mut() {
+            ema.update(self.net, step);
+        }
+        self.progress.step += 1;
+        Ok(StepRecord {
+            stage: self.stage.name.clone(),
+            epoch: self.progress.step.div_ceil(self.per_epoch),
+            step: self.progress.step,
+            total_steps: self.total,
+            lr,
+            sup_loss: losses.sup_loss,
+            unsup_loss: losses.unsup_loss,
+            mask_ratio: losses.mask_ratio,
+            images_per_s: 0.0,
+            data_wait: 0.0,
+        })
+    }
+
+    fn non_finite(&self, value: f64) -> TrainError {
+        let last_good = if self.files.last_state.exists() {
+            self.files.last_state.display().to_string()
+        } else {
+            "none yet".into()
+        };
+        TrainError::NonFinite {
+            stage: self.stage.name.clone(),
+            step: self.progress.step,
+            value,
+            last_good,
+        }
+    }
+
+    /// At the end of every `eval_interval`-th epoch, and of the last one.
+    fn eval_due(&self) -> bool {
+        let step = self.progress.step;
+        let interval = self.ctx.cfg.eval_interval.max(1) as u64;
+        step.is_multiple_of(self.per_epoch)
+            && ((step / self.per_epoch).is_multiple_of(interval) || step == self.total)
+    }
+
+    /// Val accuracy of the deployable weights, then `last` (and `best`
+    /// when improved) checkpoints and the resume state.
+    fn evaluate_and_save(&mut self) -> Result<(EvalResult, bool), TrainError> {
+        let result = evaluate_current(self.ctx, self.net, self.ema.as_mut())?;
+        let best = result.top1 > self.progress.best_top1;
+        if best {
+            self.progress.best_top1 = result.top1;
+        }
+        let meta = checkpoint_meta(
+            self.ctx,
+            &self.stage,
+            self.net,
+            self.ema.is_some(),
+            &result,
+            self.progress.step,
+            self.per_epoch,
+        );
+        let tensors = match &self.ema {
+            Some(ema) => ema.tensors(),
+            None => self.net.named_tensors(),
+        };
+        save_checkpoint(&self.files.last, &tensors, &meta)?;
+        if best {
+            save_checkpoint(&self.files.best, &tensors, &meta)?;
+        }
+        self.save_resume()?;
+        Ok((result, best))
+    }
+
+    /// The state a resumed run needs: raw weights, optimizer, EMA, algorithm.
+    fn save_resume(&self) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .net
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (format!("model.{n}"), t.shallow_clone()))
+            .collect();
+        tensors.extend(self.optimizer.state());
+        if let Some(ema) = &self.ema {
+            tensors.extend(ema.state());
+        }
+        let info = ResumeInfo {
+            stage: self.stage.name.clone(),
+            step: self.progress.step,
+            best_top1: self.progress.best_top1,
+            algorithm: self.stage.algorithm.state(),
+        };
+        save_state(
+            &self.files.last_state,
+            &tensors,
+            &serde_json::to_value(&info).expect("serialises"),
+        )?;
+        Ok(())
+    }
+
+    fn restore(
+        &mut self,
+        tensors: Vec<(String, Tensor)>,
+        info: &ResumeInfo,
+    ) -> Result<(), TrainError> {
+        let resume = |e: String| TrainError::Resume(e);
+        let (mut model, mut optim, mut averaged) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, t) in tensors {
+            if let Some(n) = name.strip_prefix("model.") {
+                model.push((n.to_string(), t));
+            } else if name.starts_with("ema.") {
+                averaged.push((name, t));
+            } else {
+                optim.push((name, t));
+            }
+        }
+        self.net
+            .load_tensors(model, Path::new("resume state"))
+            .map_err(|e| resume(e.to_string()))?;
+        self.optimizer
+            .load_state(optim, &trainable(self.net))
+            .map_err(|e| resume(e.to_string()))?;
+        if let Some(ema) = self.ema.as_mut() {
+            ema.load_state(averaged)
+                .map_err(|e| resume(e.to_string()))?;
+        }
+        self.stage
+            .algorithm
+            .load_state(&info.algorithm)
+            .map_err(|e| resume(e.to_string()))?;
+        self.progress.step = info.step;
+        self.progress.best_top1 = info.best_top1;
+        Ok(())
+    }
+
+    fn outcome(self, interrupted: bool) -> StageOutcome {
+        StageOutcome {
+            best_top1: self.progress.best_top1,
+            best: self.files.best,
+            interrupted,
+        }
+    }
+}
+
+fn trainable(net: &Network) -> Vec<(&Tensor, bool)> {
+    net.trainable()
+        .into_iter()
+        .map(|(spec, t)| (t, decays(&spec.shape)))
+        .collect()
+}
+
+/// Images per second and data-wait share since the last log line.
+fn timed(
+    mut record: StepRecord,
+    progress: &mut Progress,
+    waited: std::time::Duration,
+) -> StepRecord {
+    let elapsed = progress.since_log.elapsed().as_secs_f64().max(1e-9);
+    record.images_per_s = progress.images_since_log as f64 / elapsed;
+    record.data_wait = (waited - progress.waited_at_log).as_secs_f64() / elapsed;
+    progress.since_log = Instant::now();
+    progress.waited_at_log = waited;
+    progress.images_since_log = 0;
+    record
+}
+
+fn step_plan(ctx: &StageContext, stage: &Stage) -> StepPlan {
+    let uses_unlabeled = stage.algorithm.uses_unlabeled() && stage.mu > 0;
+    StepPlan {
+        labeled: ctx.data.train.clone(),
+        unlabeled: if uses_unlabeled {
+            ctx.data.unlabeled.clone()
+        } else {
+            Vec::new()
+        },
+        batch_size: ctx.cfg.batch_size,
+        mu: if uses_unlabeled { stage.mu } else { 0 },
+        seed: ctx.seed,
+        stage: stage.id,
+    }
+}
+
+fn plan_seed(seed: u64, stage: u64, step: u64) -> i64 {
+    (seed ^ stage.rotate_left(32) ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64 & i64::MAX
+}
+
+fn make_optimizer(cfg: &ModelTrainConfig) -> Box<dyn Optimizer> {
+    match cfg.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(cfg.momentum, true, cfg.weight_decay)),
+        OptimizerKind::AdamW => Box::new(AdamW::new((0.9, 0.999), 1e-8, cfg.weight_decay)),
+    }
+}
+
+/// Val accuracy of the weights that would be deployed (the EMA when on).
+fn evaluate_current(
+    ctx: &StageContext,
+    net: &mut Network,
+    ema: Option<&mut Ema>,
+) -> Result<EvalResult, TrainError> {
+    let input = EvalInput {
+        store: ctx.data.store.clone(),
+        transform: ctx.data.transform.clone(),
+        items: &ctx.data.val,
+        batch_size: ctx.cfg.batch_size.max(64),
+        workers: ctx.workers,
+    };
+    let result = match ema {
+        Some(ema) => ema.with_weights(net, |n| evaluate(n, &input)),
+        None => evaluate(net, &input),
+    };
+    Ok(result?)
+}
+
+/// Paths of a stage's checkpoint files.
+struct StageFiles {
+    best: PathBuf,
+    last: PathBuf,
+    last_state: PathBuf,
+}
+
+impl StageFiles {
+    fn new(run: &RunDir, stage: &str) -> Self {
+        StageFiles {
+            best: run.checkpoint(&format!("{stage}-best.safetensors")),
+            last: run.checkpoint(&format!("{stage}-last.safetensors")),
+            last_state: run.checkpoint(&format!("{stage}-last.state.safetensors")),
+        }
+    }
+}
+
+/// What a checkpoint says about itself: model, classes, preprocessing,
+/// where in training it was taken and how it scored on val.
+fn checkpoint_meta(
+    ctx: &StageContext,
+    stage: &Stage,
+    net: &Network,
+    ema: bool,
+    result: &EvalResult,
+    step: u64,
+    per_epoch: u64,
+) -> CheckpointMeta {
+    let metrics = [
+        ("val_top1", result.top1),
+        ("val_top5", result.top5),
+        ("val_loss", result.loss),
+    ];
+    let mut meta = CheckpointMeta {
+        format_version: semiclass_manifest::checkpoint::CHECKPOINT_FORMAT_VERSION,
+        model: net.model.entry.name.to_string(),
+        num_classes: net.model.options.num_classes,
+        input_size: ctx.data.transform.input_size,
+        class_names: ctx.data.classes.clone(),
+        preprocess: ctx.data.transform.eval.clone(),
+        role: ctx.role,
+        stage: stage.name.clone(),
+        epoch: step / per_epoch,
+        step,
+        metrics: metrics
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        weights: if ema {
+            WeightsKind::Ema
+        } else {
+            WeightsKind::Raw
+        },
+        created: String::new(),
+        created_unix: 0,
+        run_id: ctx
+            .run
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        run_dir: Some(ctx.run.path.display().to_string()),
+        teacher: None,
+    };
+    meta.stamp_now();
+    meta
+}
