@@ -29,14 +29,14 @@ fn network(name: &str, size: usize, drop: f64) -> Network {
 }
 
 fn batch(size: usize) -> Tensor {
-    Tensor::randn([4, 3, size as i64, size as i64], (Kind::Float, Device::Cpu))
+    Tensor::randn([2, 3, size as i64, size as i64], (Kind::Float, Device::Cpu))
 }
 
 #[test]
 fn every_trainable_parameter_gets_a_finite_gradient() {
     for (name, size) in MEMBERS {
         let net = network(name, size, 0.1);
-        let labels = Tensor::from_slice(&[0i64, 1, 2, 3]);
+        let labels = Tensor::from_slice(&[0i64, 3]);
         net.forward(&batch(size), true)
             .cross_entropy_for_logits(&labels)
             .backward();
