@@ -5,9 +5,13 @@
 //! (class names are often Chinese): see [`font`].
 
 pub mod bars;
+pub mod confusion;
 pub mod font;
+pub mod lines;
 
 pub use bars::{GroupedBars, horizontal_bars};
+pub use confusion::confusion_matrix;
+pub use lines::{Panel, Series, curves};
 
 /// Why a chart could not be written.
 #[derive(Debug, thiserror::Error)]
