@@ -44,6 +44,9 @@ demo: setup
 	cargo build --release -p semiclass-trainer
 	$(SEMICLASS) demo-data fashion-mnist $(DEMO_DATASET) --labeled-frac 0.1 --seed 0
 	$(SEMICLASS) check $(DEMO_DATASET) --max-shown 5
+	@# The large model, CPU-sized: resnet18 at 32 px, 2 supervised + 2 FixMatch epochs.
+	$(SEMICLASS) train --mode large --data $(DEMO_DATASET) -o run.dir=$(CURDIR)/runs \
+		-o large.model=resnet18 -o large.input_size=32 -o large.epochs=2 -o large.ssl.epochs=2
 
 # timm parity fixtures (random weights, inputs, timm's logits), remade when
 # the script changes.

@@ -98,6 +98,17 @@ fn a_large_run_trains_both_stages_and_keeps_the_best() {
     assert!(out.contains("test.txt: top-1"), "{out}");
     let dir = runs.path().join("tiny");
     assert!(dir.join("config.yaml").is_file());
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("stage,epoch,step,lr,sup_loss"),
+        "{metrics}"
+    );
+    // Steps run on across stages: the ssl stage's 2 steps follow the supervised 4.
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ssl,1,6,")),
+        "{metrics}"
+    );
+    assert!(image::open(dir.join("curves.png")).unwrap().width() > 500);
     for file in ["supervised-best", "supervised-last", "ssl-best", "best"] {
         assert!(
             dir.join(format!("checkpoints/{file}.safetensors"))

@@ -12,6 +12,7 @@ use tch::Device;
 
 use super::TrainError;
 use super::evaluate::{EvalInput, EvalResult, evaluate};
+use super::record::Recorder;
 use super::setup::{RunData, RunDir, load_data};
 use super::stage::{ResumeInfo, Stage, StageContext, StageObserver, run_stage};
 use crate::algorithms::{Algorithm, FixMatch, FreeMatch, Supervised};
@@ -99,6 +100,7 @@ pub fn train_large(
         stop: job.stop,
     };
     let mut resume = job.resume.as_deref().map(read_resume).transpose()?;
+    let mut recorder = Recorder::open(job.run, resume.as_ref().map(|(_, info)| info), observer)?;
     let mut results: Vec<(String, f64, PathBuf)> = Vec::new();
     for stage in stages(job.cfg, data.classes.len()) {
         let name = stage.name.clone();
@@ -113,7 +115,7 @@ pub fn train_large(
         if stage_resume.is_none() && name == "ssl" {
             start_from_best(&mut net, &results)?;
         }
-        let outcome = run_stage(&ctx, stage, &mut net, stage_resume, observer)?;
+        let outcome = run_stage(&ctx, stage, &mut net, stage_resume, &mut recorder)?;
         if outcome.interrupted {
             return Ok(interrupted(job.run));
         }

@@ -3,6 +3,7 @@
 pub mod evaluate;
 pub mod large;
 pub mod plan;
+pub mod record;
 pub mod setup;
 pub mod stage;
 pub mod step;
