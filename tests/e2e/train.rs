@@ -42,6 +42,13 @@ fn two_class_dataset() -> TinyDataset {
 }
 
 fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
+    let mut args = train_args(data, runs);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    semiclass(&args)
+}
+
+fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
     let mut args = vec![
         "train",
         "--mode",
@@ -69,8 +76,7 @@ fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
     ];
     let dir = format!("run.dir={}", runs.display());
     args.extend(["-o", dir.as_str()]);
-    args.extend(extra);
-    semiclass(&args)
+    args.into_iter().map(String::from).collect()
 }
 
 /// The `semiclass` metadata of a checkpoint, read from its safetensors header.
@@ -152,5 +158,62 @@ fn a_class_count_that_disagrees_with_label_txt_is_refused() {
             .contains("num_classes is 3 in the config but label.txt defines 2 classes"),
         "{}",
         run.stderr
+    );
+}
+
+/// Tensors of a checkpoint without its metadata (the header's
+/// `__metadata__` holds creation times).
+fn checkpoint_tensors(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[8 + len..].to_vec()
+}
+
+#[test]
+fn a_run_killed_and_resumed_ends_exactly_like_an_uninterrupted_one() {
+    let data = two_class_dataset();
+    let uninterrupted = tempfile::tempdir().unwrap();
+    let run = train(&data, uninterrupted.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    let killed = tempfile::tempdir().unwrap();
+    let dir = killed.path().join("tiny");
+    let state = dir.join("checkpoints/supervised-last.state.safetensors");
+    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+        .args(train_args(&data, killed.path()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !state.exists() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to save anything more
+    child.wait().unwrap();
+    let latest = ["ssl", "supervised"]
+        .iter()
+        .map(|s| dir.join(format!("checkpoints/{s}-last.state.safetensors")))
+        .find(|p| p.exists())
+        .expect("a state file was written before the kill");
+    let resumed = semiclass(&[
+        "train",
+        "--mode",
+        "large",
+        "--resume",
+        latest.to_str().unwrap(),
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    let test_line = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("test.txt"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(test_line(&resumed.stdout), test_line(&run.stdout));
+    let best = |root: &Path| checkpoint_tensors(&root.join("tiny/checkpoints/best.safetensors"));
+    assert!(
+        best(killed.path()) == best(uninterrupted.path()),
+        "resumed weights differ"
     );
 }

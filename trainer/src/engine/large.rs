@@ -85,6 +85,8 @@ pub fn train_large(
     observer: &mut dyn StageObserver,
 ) -> Result<LargeOutcome, TrainError> {
     let cfg = &job.cfg.large;
+    // The initial weights too are a function of the run's seed.
+    tch::manual_seed(job.cfg.run.seed as i64);
     let mut net = build_network(&cfg.train, job.dataset.classes.len(), job.device)?;
     let entry = net.model.entry;
     let eval = PreprocessSpec::for_input(cfg.train.input_size as u32, entry.mean, entry.std);
