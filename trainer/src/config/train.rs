@@ -147,7 +147,7 @@ pub enum AlgorithmKind {
     FreeMatch,
 }
 
-/// Stage 2 (and the optional stage 3) of the large model.
+/// Stage 2 of the large model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SslConfig {
@@ -165,11 +165,6 @@ pub struct SslConfig {
     pub t: f64,
     /// FreeMatch: momentum of its adaptive thresholds.
     pub ema_p: f64,
-    /// Stage 3: label all unlabeled images with the best teacher and
-    /// retrain; kept only when val improves.
-    pub self_training: bool,
-    /// Stage 3: confidence a soft label needs to be kept.
-    pub self_training_threshold: f64,
 }
 
 impl Default for SslConfig {
@@ -182,8 +177,6 @@ impl Default for SslConfig {
             lambda_u: 1.0,
             t: 1.0,
             ema_p: 0.999,
-            self_training: false,
-            self_training_threshold: 0.9,
         }
     }
 }
