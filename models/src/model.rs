@@ -55,6 +55,19 @@ pub struct ModelOptions {
     pub drop_path_rate: f64,
 }
 
+impl ModelOptions {
+    /// `num_classes` outputs at `input_size` px, without dropout or
+    /// stochastic depth.
+    pub fn new(num_classes: usize, input_size: usize) -> Self {
+        ModelOptions {
+            num_classes,
+            input_size,
+            drop_rate: 0.0,
+            drop_path_rate: 0.0,
+        }
+    }
+}
+
 /// Why a model cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {

@@ -313,12 +313,7 @@ mod tests {
     #[test]
     fn every_seed_name_builds_at_its_default_size() {
         for (seed, timm) in SEED_NAMES {
-            let options = crate::ModelOptions {
-                num_classes: 1000,
-                input_size: 224,
-                drop_rate: 0.0,
-                drop_path_rate: 0.0,
-            };
+            let options = crate::ModelOptions::new(1000, 224);
             let model = crate::Model::new(seed, options).unwrap_or_else(|e| panic!("{seed}: {e}"));
             assert_eq!(model.entry.name, *timm);
         }

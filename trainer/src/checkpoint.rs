@@ -399,12 +399,7 @@ mod tests {
 
     fn network() -> Network {
         tch::manual_seed(0);
-        let options = ModelOptions {
-            num_classes: 3,
-            input_size: 32,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = ModelOptions::new(3, 32);
         Network::new(Model::new("lcnet_050", options).unwrap(), Device::Cpu)
     }
 

@@ -12,12 +12,7 @@ fn main() -> anyhow::Result<()> {
     let size: usize = args[2].parse()?;
     semiclass_trainer::alloc::tune_for_training();
     tch::set_num_threads(2);
-    let options = ModelOptions {
-        num_classes: 1000,
-        input_size: size,
-        drop_rate: 0.0,
-        drop_path_rate: 0.0,
-    };
+    let options = ModelOptions::new(1000, size);
     let net = Network::new(Model::new(&args[1], options)?, Device::Cpu);
     let params: Vec<(&Tensor, bool)> = net
         .trainable()

@@ -29,12 +29,7 @@ fn main() -> anyhow::Result<()> {
     semiclass_trainer::alloc::tune_for_training();
     tch::set_num_threads(threads as i32);
     tch::manual_seed(0);
-    let options = ModelOptions {
-        num_classes: 1000,
-        input_size: size,
-        drop_rate: 0.0,
-        drop_path_rate: 0.0,
-    };
+    let options = ModelOptions::new(1000, size);
     let net = Network::new(Model::new(name, options)?, Device::Cpu);
     let params: Vec<(&Tensor, bool)> = net
         .trainable()

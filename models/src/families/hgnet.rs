@@ -424,12 +424,7 @@ mod tests {
     use crate::model::{Model, ModelOptions};
 
     fn build(name: &str) -> Model {
-        let options = ModelOptions {
-            num_classes: 1000,
-            input_size: 224,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = ModelOptions::new(1000, 224);
         Model::new(name, options).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -480,12 +475,7 @@ mod tests {
 
     #[test]
     fn smallest_input_is_32() {
-        let options = |input_size| ModelOptions {
-            num_classes: 7,
-            input_size,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = |input_size| ModelOptions::new(7, input_size);
         for name in ["hgnetv2_b0", "hgnet_tiny"] {
             assert!(Model::new(name, options(32)).is_ok(), "{name}");
             assert!(Model::new(name, options(31)).is_err(), "{name}");

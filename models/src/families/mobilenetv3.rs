@@ -379,12 +379,7 @@ pub(crate) mod tests {
     /// Builds `name` at 224 px with 1000 classes and checks its trainable
     /// parameter count.
     pub(crate) fn assert_param_count(name: &str, expected: usize) {
-        let options = ModelOptions {
-            num_classes: 1000,
-            input_size: 224,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = ModelOptions::new(1000, 224);
         let model = Model::new(name, options).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(model.param_count(), expected, "{name}");
     }

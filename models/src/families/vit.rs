@@ -246,12 +246,7 @@ mod tests {
     use crate::model::{Model, ModelError, ModelOptions};
 
     fn build(name: &str, input_size: usize) -> Result<Model, ModelError> {
-        let options = ModelOptions {
-            num_classes: 1000,
-            input_size,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = ModelOptions::new(1000, input_size);
         Model::new(name, options)
     }
 

@@ -2,9 +2,9 @@
 //! teacher's confident predictions on weak views are hard pseudo-labels
 //! the student must reproduce on strong views of the same images.
 
-use tch::{Kind, Tensor};
+use tch::Kind;
 
-use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency};
+use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency, teacher_probs};
 
 #[derive(Debug, Clone)]
 pub struct FixMatch {
@@ -17,13 +17,6 @@ pub struct FixMatch {
     pub t: f64,
 }
 
-impl FixMatch {
-    /// `probs_x_ulb_w`: the teacher's probabilities on the weak views.
-    pub fn probs(&self, logits_x_ulb_w: &Tensor) -> Tensor {
-        (logits_x_ulb_w / self.t).softmax(-1, Kind::Float)
-    }
-}
-
 impl Algorithm for FixMatch {
     fn name(&self) -> &'static str {
         "fixmatch"
@@ -34,10 +27,7 @@ impl Algorithm for FixMatch {
     }
 
     fn losses(&mut self, logits: &StepLogits) -> StepLosses {
-        let logits_w = logits
-            .logits_x_ulb_w
-            .expect("unlabeled step without weak logits");
-        let probs_x_ulb_w = tch::no_grad(|| self.probs(logits_w));
+        let probs_x_ulb_w = teacher_probs(logits, self.t);
         let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
         let mask = max_probs.ge(self.p_cutoff).to_kind(Kind::Float);
         masked_consistency(logits, &pseudo_label, &mask, self.lambda_u)
@@ -55,6 +45,7 @@ impl Algorithm for FixMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Tensor;
 
     #[test]
     fn only_confident_pseudo_labels_count() {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency};
+use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency, teacher_probs};
 
 /// The adaptive state, saved with checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,10 +85,7 @@ impl Algorithm for FreeMatch {
     }
 
     fn losses(&mut self, logits: &StepLogits) -> StepLosses {
-        let logits_w = logits
-            .logits_x_ulb_w
-            .expect("unlabeled step without weak logits");
-        let probs_x_ulb_w = tch::no_grad(|| (logits_w / self.t).softmax(-1, Kind::Float));
+        let probs_x_ulb_w = teacher_probs(logits, self.t);
         let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
         self.update(&probs_x_ulb_w, &max_probs, &pseudo_label);
         let thresholds = Tensor::from_slice(&self.thresholds())

@@ -77,6 +77,15 @@ fn supervised_part(logits: &StepLogits) -> (Tensor, f64) {
     (sup_loss, value)
 }
 
+/// `probs_x_ulb_w`: the teacher's probabilities on the weak views at
+/// temperature `t`, without gradient.
+fn teacher_probs(logits: &StepLogits, t: f64) -> Tensor {
+    let logits_w = logits
+        .logits_x_ulb_w
+        .expect("unlabeled step without weak logits");
+    tch::no_grad(|| (logits_w / t).softmax(-1, Kind::Float))
+}
+
 /// `sup_loss + lambda_u * mean(mask * CE(logits_s, pseudo_label))`.
 fn masked_consistency(
     logits: &StepLogits,

@@ -13,12 +13,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         "name", "family", "params", "input"
     );
     for entry in MODELS {
-        let options = ModelOptions {
-            num_classes: 1000,
-            input_size: entry.default_input,
-            drop_rate: 0.0,
-            drop_path_rate: 0.0,
-        };
+        let options = ModelOptions::new(1000, entry.default_input);
         let model = Model::new(entry.name, options)?;
         let seed = SEED_NAMES
             .iter()

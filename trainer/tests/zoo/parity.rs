@@ -42,12 +42,7 @@ fn cases(dir: &Path) -> Vec<Case> {
 }
 
 fn build(case: &Case) -> Model {
-    let options = ModelOptions {
-        num_classes: case.num_classes,
-        input_size: case.input_size,
-        drop_rate: 0.0,
-        drop_path_rate: 0.0,
-    };
+    let options = ModelOptions::new(case.num_classes, case.input_size);
     Model::new(&case.model, options).unwrap_or_else(|e| panic!("{}: {e}", case.case))
 }
 

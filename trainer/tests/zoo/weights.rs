@@ -25,12 +25,7 @@ fn fixture() -> PathBuf {
 }
 
 fn resnet18(classes: usize) -> Network {
-    let options = ModelOptions {
-        num_classes: classes,
-        input_size: 32,
-        drop_rate: 0.0,
-        drop_path_rate: 0.0,
-    };
+    let options = ModelOptions::new(classes, 32);
     Network::new(Model::new("resnet18", options).unwrap(), Device::Cpu)
 }
 
