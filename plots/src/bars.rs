@@ -6,7 +6,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::{PlotError, font, save_rgb};
+use crate::{PlotError, SERIES_COLORS, font, save_rgb};
 
 /// Categories (e.g. class names) with one count per series (e.g. train, val).
 pub struct GroupedBars<'a> {
@@ -20,12 +20,6 @@ const ROW_PX: u32 = 22;
 const WIDTH: u32 = 1100;
 /// Beyond this many categories the chart stops growing and labels thin out.
 const MAX_LABELED_ROWS: usize = 300;
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-];
 
 /// Draws `chart` as a PNG at `path`. Category names are drawn as given
 /// (Chinese included), one row each.
@@ -70,7 +64,7 @@ fn draw(
         .draw()?;
     let bar = 0.8 / chart.series.len().max(1) as f64;
     for (s, (name, values)) in chart.series.iter().enumerate() {
-        let color = COLORS[s % COLORS.len()];
+        let color = SERIES_COLORS[s % SERIES_COLORS.len()];
         let top = move |row: usize| row as f64 + 0.1 + bar * s as f64;
         ctx.draw_series(values.iter().enumerate().map(|(row, &v)| {
             Rectangle::new(

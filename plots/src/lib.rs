@@ -13,6 +13,20 @@ pub use bars::{GroupedBars, horizontal_bars};
 pub use confusion::confusion_matrix;
 pub use lines::{Panel, Series, curves};
 
+/// matplotlib's tab10: distinct, and familiar to readers of PyTorch runs.
+pub(crate) const SERIES_COLORS: [plotters::style::RGBColor; 10] = [
+    plotters::style::RGBColor(31, 119, 180),
+    plotters::style::RGBColor(255, 127, 14),
+    plotters::style::RGBColor(44, 160, 44),
+    plotters::style::RGBColor(214, 39, 40),
+    plotters::style::RGBColor(148, 103, 189),
+    plotters::style::RGBColor(140, 86, 75),
+    plotters::style::RGBColor(227, 119, 194),
+    plotters::style::RGBColor(127, 127, 127),
+    plotters::style::RGBColor(188, 189, 34),
+    plotters::style::RGBColor(23, 190, 207),
+];
+
 /// Why a chart could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {

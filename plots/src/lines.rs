@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::{PlotError, font, save_rgb};
+use crate::{PlotError, SERIES_COLORS, font, save_rgb};
 
 /// One named line, e.g. `sup_loss` over steps.
 pub struct Series<'a> {
@@ -31,19 +31,6 @@ const LEGEND_PX: u32 = 210;
 /// Up to this many points a series also gets a dot per point: sparse
 /// series (validation once per epoch) read better with their samples shown.
 const MAX_MARKED_POINTS: usize = 40;
-/// matplotlib's tab10: distinct, and familiar to readers of PyTorch runs.
-const COLORS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
 
 /// Values beyond this are skipped like infinities: plotters' axis and
 /// pixel arithmetic overflows on spans near `f64::MAX`.
@@ -128,7 +115,7 @@ fn draw_panel(area: &Area, panel: &Prepared, x: Range<f64>, x_desc: &str) -> Dra
         .bold_line_style(BLACK.mix(0.08))
         .draw()?;
     for (s, (_, points)) in panel.series.iter().enumerate() {
-        let color = COLORS[s % COLORS.len()];
+        let color = SERIES_COLORS[s % SERIES_COLORS.len()];
         chart.draw_series(LineSeries::new(
             points.iter().copied(),
             color.stroke_width(2),
@@ -146,7 +133,7 @@ fn draw_legend(area: &Area, series: &[(&str, Vec<(f64, f64)>)]) -> DrawResult {
     let style =
         TextStyle::from((font::FAMILY, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for (s, (name, points)) in series.iter().enumerate() {
-        let color = COLORS[s % COLORS.len()];
+        let color = SERIES_COLORS[s % SERIES_COLORS.len()];
         let y = 44 + 24 * s as i32;
         area.draw(&PathElement::new([(6, y), (30, y)], color.stroke_width(3)))?;
         let last = points.last().map_or(String::new(), |p| format_value(p.1));
