@@ -3,6 +3,7 @@
 //! with serde; no behaviour that needs a tensor library.
 
 pub mod checkpoint;
+pub mod package;
 mod preprocess;
 
 pub use preprocess::{Interpolation, PreprocessSpec};

@@ -1,0 +1,119 @@
+//! `manifest.json` of an export package (DESIGN.md section 7): what the
+//! exporter writes and what the SDK and the server check before loading a
+//! model. Every file of the package is listed with its sha256, so a swapped
+//! or edited file is refused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PreprocessSpec;
+use crate::checkpoint::Role;
+
+/// The version written by this code; readers refuse newer ones.
+pub const PACKAGE_FORMAT_VERSION: u32 = 1;
+
+/// The file name of the manifest at the root of a package.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The runtime a package is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Target {
+    #[serde(rename = "cpu-x86_64")]
+    CpuX86_64,
+    #[serde(rename = "cuda-x86_64")]
+    CudaX86_64,
+}
+
+impl Target {
+    /// Every target, in the order the CLI lists them.
+    pub const ALL: [Target; 2] = [Target::CpuX86_64, Target::CudaX86_64];
+
+    /// The name used on the command line and in file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::CpuX86_64 => "cpu-x86_64",
+            Target::CudaX86_64 => "cuda-x86_64",
+        }
+    }
+
+    /// Parses a command-line name; `None` for an unknown one.
+    pub fn parse(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The model inside a package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackagedModel {
+    /// timm model name, e.g. `lcnet_050`.
+    pub arch: String,
+    pub role: Role,
+    /// Index i is the name of logit i.
+    pub class_names: Vec<String>,
+    /// Square input side in pixels.
+    pub input_size: u32,
+    pub preprocess: PreprocessSpec,
+    /// Package-relative path of the ONNX file, e.g. `model/model.onnx`.
+    pub onnx: String,
+    pub opset: i64,
+    /// Name of the graph input (NCHW float32, dynamic batch).
+    pub input_name: String,
+    /// Name of the graph output (logits, `[batch, classes]`).
+    pub output_name: String,
+    /// sha256 of the checkpoint the model was exported from.
+    pub checkpoint_sha256: String,
+}
+
+/// The ONNX Runtime shipped in the package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagedRuntime {
+    /// ONNX Runtime version, e.g. `1.32.0`.
+    pub version: String,
+    /// Package-relative path of the main shared library.
+    pub library: String,
+}
+
+/// Whether the package runs only after activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseRequirement {
+    pub required: bool,
+}
+
+/// The whole `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageManifest {
+    pub format_version: u32,
+    /// Identifies the package for licensing, e.g. `lcnet_050-cpu-x86_64-1a2b3c4d`.
+    pub package_id: String,
+    pub target: Target,
+    pub model: PackagedModel,
+    pub runtime: PackagedRuntime,
+    pub license: LicenseRequirement,
+    /// UTC time of writing, RFC 3339.
+    pub created: String,
+    /// Package-relative path -> lowercase hex sha256 of every file except
+    /// the manifest itself.
+    pub files: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_round_trip() {
+        for target in Target::ALL {
+            assert_eq!(Target::parse(target.as_str()), Some(target));
+            let json = serde_json::to_string(&target).unwrap();
+            assert_eq!(json, format!("\"{}\"", target.as_str()));
+        }
+        assert_eq!(Target::parse("cpu"), None);
+    }
+}
