@@ -26,10 +26,16 @@ pub fn preprocess_bytes(
 }
 
 /// Resizes the shorter side to `spec.resize`, center-crops `spec.crop`
-/// square and normalises. The crop is taken from the source in the same
-/// pass as the resize (the same geometry as resize-then-crop, one
-/// resampling, no intermediate image).
+/// square and normalises.
 pub fn eval_tensor(rgb: &RgbImage, spec: &PreprocessSpec) -> ImageTensor {
+    normalize(&eval_crop(rgb, spec), spec)
+}
+
+/// The geometric half of [`eval_tensor`]: the `spec.crop` square image
+/// before normalisation (what a cache of evaluation images keeps). The crop
+/// is taken from the source in the same pass as the resize (the same
+/// geometry as resize-then-crop, one resampling, no intermediate image).
+pub fn eval_crop(rgb: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
     let crop = spec.crop;
     let mut out = RgbImage::new(crop, crop);
     let (w, h) = (rgb.width() as f64, rgb.height() as f64);
@@ -49,7 +55,7 @@ pub fn eval_tensor(rgb: &RgbImage, spec: &PreprocessSpec) -> ImageTensor {
     Resizer::new()
         .resize(rgb, &mut out, &options)
         .expect("RGB8 to RGB8 with a crop inside the image");
-    normalize(&out, spec)
+    out
 }
 
 /// HWC u8 -> CHW f32, `(x / 255 - mean) / std`.

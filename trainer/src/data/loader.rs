@@ -16,7 +16,7 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use semiclass_manifest::PreprocessSpec;
-use semiclass_preprocess::transform::{eval_tensor, normalize};
+use semiclass_preprocess::transform::normalize;
 
 use super::augment;
 use super::store::{ImageStore, LoadError};
@@ -217,16 +217,15 @@ fn prepare_part(
     let mut x = Vec::with_capacity(part.items.len() * plane);
     let mut x_strong = (part.view == View::WeakStrong).then(|| Vec::with_capacity(x.capacity()));
     for (k, &(index, _)) in part.items.iter().enumerate() {
+        if part.view == View::Eval {
+            x.extend(store.eval_data(index)?);
+            continue;
+        }
         let image = store.get(index)?;
         let mut rng = ChaCha8Rng::seed_from_u64(
             seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
-        match part.view {
-            View::Eval => x.extend(eval_tensor(&image, &t.eval).data),
-            View::Weak | View::WeakStrong => {
-                x.extend(to_data(&augment::weak(&image, t.input_size, &mut rng), t))
-            }
-        }
+        x.extend(to_data(&augment::weak(&image, t.input_size, &mut rng), t));
         if let Some(strong) = &mut x_strong {
             strong.extend(to_data(&augment::strong(&image, t.input_size, &mut rng), t));
         }
@@ -248,6 +247,7 @@ fn to_data(view: &RgbImage, t: &Transform) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::store::{StoreSpec, Use};
     use semiclass_manifest::Interpolation;
 
     fn store(n: usize) -> (tempfile::TempDir, Arc<ImageStore>) {
@@ -260,7 +260,13 @@ mod tests {
             .save(dir.path().join(p))
             .unwrap();
         }
-        let store = ImageStore::load(dir.path(), paths, 32, 1 << 30, &|| {}).unwrap();
+        let images = paths.into_iter().map(|p| (p, Use::Train)).collect();
+        let spec = StoreSpec {
+            input_size: 32,
+            eval: transform().eval.clone(),
+            budget_bytes: 1 << 30,
+        };
+        let store = ImageStore::load(dir.path(), images, &spec, &|| {}).unwrap();
         assert!(store.is_cached());
         (dir, Arc::new(store))
     }

@@ -12,7 +12,7 @@ use tch::Device;
 
 use super::TrainError;
 use crate::data::loader::Transform;
-use crate::data::store::{ImageStore, LoadError};
+use crate::data::store::{ImageStore, LoadError, StoreSpec, Use};
 
 /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
 pub fn select_device(name: &str) -> Result<Device, TrainError> {
@@ -92,24 +92,34 @@ pub fn load_data(
     on_image: &(dyn Fn() + Sync),
 ) -> Result<RunData, LoadError> {
     let mut index: HashMap<RelPath, usize> = HashMap::new();
-    let mut paths: Vec<PathBuf> = Vec::new();
-    let mut slot = |p: &RelPath| {
+    let mut images: Vec<(PathBuf, Use)> = Vec::new();
+    let mut slot = |p: &RelPath, usage: Use| {
         *index.entry(p.clone()).or_insert_with(|| {
-            paths.push(PathBuf::from(p.as_str()));
-            paths.len() - 1
+            images.push((PathBuf::from(p.as_str()), usage));
+            images.len() - 1
         })
     };
-    let mut labeled = |entries: &[semiclass_dataset::lists::LabeledEntry]| -> Vec<(usize, i64)> {
+    let mut labeled = |entries: &[semiclass_dataset::lists::LabeledEntry], usage: Use| {
         entries
             .iter()
-            .map(|e| (slot(&e.path), e.class_id as i64))
-            .collect()
+            .map(|e| (slot(&e.path, usage), e.class_id as i64))
+            .collect::<Vec<_>>()
     };
-    let (train, val) = (labeled(&dataset.train), labeled(&dataset.val));
-    let test = labeled(dataset.test.as_deref().unwrap_or_default());
-    let unlabeled = dataset.unlabeled.iter().map(|e| slot(&e.path)).collect();
+    let train = labeled(&dataset.train, Use::Train);
+    let val = labeled(&dataset.val, Use::Eval);
+    let test = labeled(dataset.test.as_deref().unwrap_or_default(), Use::Eval);
+    let unlabeled = dataset
+        .unlabeled
+        .iter()
+        .map(|e| slot(&e.path, Use::Train))
+        .collect();
     let input_size = eval.crop;
-    let store = ImageStore::load(&dataset.root, paths, input_size, cache_mb << 20, on_image)?;
+    let spec = StoreSpec {
+        input_size,
+        eval: eval.clone(),
+        budget_bytes: cache_mb << 20,
+    };
+    let store = ImageStore::load(&dataset.root, images, &spec, on_image)?;
     Ok(RunData {
         classes: dataset.classes.clone(),
         store: Arc::new(store),
