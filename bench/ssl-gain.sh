@@ -25,7 +25,7 @@ common=(-o run.dir="$RUNS" -o large.model=resnet18 -o large.input_size=32 -o lar
 # Steps per epoch over the 10% (5,500 images, batch 64): 85. The 100% run
 # has 859 per epoch, so it gets the same steps as fractional epochs.
 steps=$(( (WARM + SSL) * 85 ))
-test_top1() { grep '^test.txt' "$1" | sed -E 's/.*top-1 ([0-9.]+)%.*/\1/'; }
+test_top1() { grep '^large: test.txt' "$1" | sed -E 's/.*top-1 ([0-9.]+)%.*/\1/'; }
 
 $SEMICLASS train --mode large --data "$TEN" "${common[@]}" -o run.name=a-supervised-10 \
     -o large.epochs=$((WARM + SSL)) -o large.ssl.algorithm=supervised > "$RUNS/a.log"

@@ -3,5 +3,6 @@
 mod check;
 mod common;
 mod demo_data;
+mod distill;
 mod models;
 mod train;

@@ -7,7 +7,7 @@ use image::{DynamicImage, ImageFormat};
 use crate::common::{Run, TinyDataset, semiclass};
 
 /// Dark images are class 0, bright ones class 1: learnable in a few steps.
-fn two_class_dataset() -> TinyDataset {
+pub(crate) fn two_class_dataset() -> TinyDataset {
     let data = TinyDataset::new();
     let lines = |kind: &str, count: usize| -> Vec<(String, usize)> {
         (0..count)
@@ -41,14 +41,14 @@ fn two_class_dataset() -> TinyDataset {
     data
 }
 
-fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
+pub(crate) fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
     let mut args = train_args(data, runs);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     semiclass(&args)
 }
 
-fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
+pub(crate) fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
     let mut args = vec![
         "train",
         "--mode",
@@ -80,7 +80,7 @@ fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
 }
 
 /// The `semiclass` metadata of a checkpoint, read from its safetensors header.
-fn checkpoint_meta(path: &Path) -> serde_json::Value {
+pub(crate) fn checkpoint_meta(path: &Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap();
     let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
@@ -101,7 +101,7 @@ fn a_large_run_trains_both_stages_and_keeps_the_best() {
     assert!(out.contains("[supervised] epoch 1 step 1/4"), "{out}");
     assert!(out.contains("[ssl] epoch 1 step 2/2"), "{out}");
     assert!(out.contains("val top-1"), "{out}");
-    assert!(out.contains("test.txt: top-1"), "{out}");
+    assert!(out.contains("large: test.txt top-1"), "{out}");
     let dir = runs.path().join("tiny");
     assert!(dir.join("config.yaml").is_file());
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -161,9 +161,36 @@ fn a_class_count_that_disagrees_with_label_txt_is_refused() {
     );
 }
 
+/// Starts `semiclass ARGS`, kills it (SIGKILL: no chance to save anything
+/// more) as soon as the first stage's state file exists in `run`, and
+/// returns the latest state file of `stages` (latest stage first).
+pub(crate) fn kill_once_saved(args: &[String], run: &Path, stages: &[&str]) -> std::path::PathBuf {
+    let first = run.join(format!(
+        "checkpoints/{}-last.state.safetensors",
+        stages.last().unwrap()
+    ));
+    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !first.exists() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stages
+        .iter()
+        .map(|s| run.join(format!("checkpoints/{s}-last.state.safetensors")))
+        .find(|p| p.exists())
+        .expect("a state file was written before the kill")
+}
+
 /// Tensors of a checkpoint without its metadata (the header's
 /// `__metadata__` holds creation times).
-fn checkpoint_tensors(path: &Path) -> Vec<u8> {
+pub(crate) fn checkpoint_tensors(path: &Path) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
     let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     bytes[8 + len..].to_vec()
@@ -178,24 +205,11 @@ fn a_run_killed_and_resumed_ends_exactly_like_an_uninterrupted_one() {
 
     let killed = tempfile::tempdir().unwrap();
     let dir = killed.path().join("tiny");
-    let state = dir.join("checkpoints/supervised-last.state.safetensors");
-    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
-        .args(train_args(&data, killed.path()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !state.exists() && started.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL: no chance to save anything more
-    child.wait().unwrap();
-    let latest = ["ssl", "supervised"]
-        .iter()
-        .map(|s| dir.join(format!("checkpoints/{s}-last.state.safetensors")))
-        .find(|p| p.exists())
-        .expect("a state file was written before the kill");
+    let latest = kill_once_saved(
+        &train_args(&data, killed.path()),
+        &dir,
+        &["ssl", "supervised"],
+    );
     let resumed = semiclass(&[
         "train",
         "--mode",
@@ -206,7 +220,7 @@ fn a_run_killed_and_resumed_ends_exactly_like_an_uninterrupted_one() {
     assert_eq!(resumed.code, 0, "{}", resumed.all());
     let test_line = |out: &str| {
         out.lines()
-            .find(|l| l.starts_with("test.txt"))
+            .find(|l| l.starts_with("large: test.txt"))
             .unwrap()
             .to_string()
     };
@@ -216,4 +230,97 @@ fn a_run_killed_and_resumed_ends_exactly_like_an_uninterrupted_one() {
         best(killed.path()) == best(uninterrupted.path()),
         "resumed weights differ"
     );
+}
+
+#[test]
+fn sigint_saves_a_resumable_state_and_exits_cleanly() {
+    use std::io::BufRead;
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    let mut args = train_args(&data, runs.path());
+    // 30 steps, evaluated only at the end: the signal comes mid-epoch,
+    // long before any checkpoint would have been written.
+    let extra = [
+        "large.epochs=15",
+        "large.ssl.epochs=0",
+        "large.eval_interval=1000",
+    ];
+    args.extend(extra.iter().flat_map(|o| ["-o".to_string(), o.to_string()]));
+    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains(" step 3/30 ") {
+        assert!(
+            stdout.read_line(&mut text).unwrap() > 0,
+            "ended early: {text}"
+        );
+    }
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{text}");
+    assert!(
+        text.contains("interrupted: resume with `semiclass train --mode large --resume"),
+        "{text}"
+    );
+    let last_logged = text
+        .lines()
+        .filter_map(|l| {
+            l.split(" step ")
+                .nth(1)?
+                .split('/')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        last_logged < 200,
+        "the run finished before the signal: {text}"
+    );
+    // The resumed run continues right after the last step done.
+    let state = runs
+        .path()
+        .join("tiny/checkpoints/supervised-last.state.safetensors");
+    let resumed = crate::common::semiclass(&[
+        "train",
+        "--mode",
+        "large",
+        "--resume",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    let first = resumed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("[supervised] epoch"))
+        .unwrap();
+    assert!(
+        first.contains(&format!(" step {}/30 ", last_logged + 1)),
+        "{first} after {last_logged}"
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_step_and_the_last_good_checkpoint() {
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    let run = train(
+        &data,
+        runs.path(),
+        &["-o", "large.lr=1e38", "-o", "large.warmup_epochs=0"],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    let err = &run.stderr;
+    assert!(err.contains("the loss became"), "{err}");
+    assert!(err.contains("at step"), "{err}");
+    assert!(err.contains("last good checkpoint:"), "{err}");
+    assert!(err.contains("Lower the learning rate"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

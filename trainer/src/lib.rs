@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distill;
 pub mod ema;
 pub mod engine;
 pub mod metrics;

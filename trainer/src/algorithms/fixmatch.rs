@@ -64,6 +64,7 @@ mod tests {
             y_lb: &y_lb,
             logits_x_ulb_w: Some(&weak),
             logits_x_ulb_s: Some(&strong),
+            soft_targets: None,
         });
         assert_eq!(losses.mask_ratio, 0.5);
         let ce = |a: f64, b: f64| -(b - (a.exp() + b.exp()).ln());

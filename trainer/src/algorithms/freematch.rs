@@ -135,6 +135,7 @@ mod tests {
             y_lb: &y_lb,
             logits_x_ulb_w: Some(&weak),
             logits_x_ulb_s: Some(&strong),
+            soft_targets: None,
         })
     }
 

@@ -7,10 +7,12 @@
 //! histograms) lives inside the algorithm and is saved with every
 //! checkpoint, so a resumed run continues with the same thresholds.
 
+mod distill;
 mod fixmatch;
 mod freematch;
 mod supervised;
 
+pub use distill::Distill;
 pub use fixmatch::FixMatch;
 pub use freematch::FreeMatch;
 pub use supervised::Supervised;
@@ -27,6 +29,9 @@ pub struct StepLogits<'a> {
     pub logits_x_ulb_w: Option<&'a Tensor>,
     /// Student logits on the strong views of the same unlabeled images.
     pub logits_x_ulb_s: Option<&'a Tensor>,
+    /// A teacher's probabilities for every row of `logits_x_lb`, at the
+    /// distillation temperature. `None` unless the stage distills.
+    pub soft_targets: Option<&'a Tensor>,
 }
 
 /// Losses of one step: `total` is what backpropagates; the rest is logged.
@@ -51,6 +56,10 @@ pub trait Algorithm {
     fn name(&self) -> &'static str;
     /// Whether steps need unlabeled batches (weak and strong views).
     fn uses_unlabeled(&self) -> bool;
+    /// Whether steps need a teacher's `soft_targets`.
+    fn uses_soft_targets(&self) -> bool {
+        false
+    }
     fn losses(&mut self, logits: &StepLogits) -> StepLosses;
     /// Adaptive state for checkpoints (JSON, small).
     fn state(&self) -> serde_json::Value;

@@ -3,6 +3,7 @@
 mod check;
 mod demo_data;
 mod models;
+mod progress;
 mod train;
 
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ enum Command {
     DemoData(demo_data::DemoDataArgs),
     /// List the model zoo: names, family, parameter count, default input size.
     Models,
-    /// Train: the large model semi-supervised (--mode large).
+    /// Train: the large model semi-supervised (--mode large), the small one distilled (--mode small), or both (--mode joint).
     Train(train::TrainArgs),
 }
 

@@ -1,19 +1,21 @@
-//! `semiclass train --mode large -c cfg.yaml -o large.epochs=3`.
+//! `semiclass train --mode large|small|joint -c cfg.yaml -o key=value`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use semiclass_dataset::Dataset;
 use semiclass_trainer::config::{TrainConfig, resolve, to_yaml};
-use semiclass_trainer::engine::evaluate::EvalResult;
 use semiclass_trainer::engine::large::{LargeRun, train_large};
+use semiclass_trainer::engine::pipeline::ModelOutcome;
 use semiclass_trainer::engine::setup::{RunDir, select_device};
-use semiclass_trainer::engine::stage::{StageObserver, StepRecord};
+use semiclass_trainer::engine::small::{SmallRun, train_small};
+use tch::Device;
+
+use super::progress::Terminal;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -29,20 +31,45 @@ pub struct TrainArgs {
     /// The dataset folder (same as `-o data.dir=DIR`).
     #[arg(long, conflicts_with = "resume")]
     data: Option<PathBuf>,
+    /// The teacher checkpoint of `--mode small` (same as `-o small.distill.teacher=CKPT`).
+    #[arg(long, conflicts_with = "resume")]
+    teacher: Option<PathBuf>,
     /// Continue an interrupted run from its `checkpoints/*-last.state.safetensors`,
     /// with the run's own saved configuration.
     #[arg(long)]
     resume: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
-    /// The large model alone: supervised warm start, then semi-supervised.
+    /// The large model: supervised warm start, semi-supervised, optional self-training.
     Large,
+    /// The small model, distilled from a teacher checkpoint.
+    Small,
+    /// The large model, then the small one distilled from its best checkpoint.
+    Joint,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Large => "large",
+            Mode::Small => "small",
+            Mode::Joint => "joint",
+        }
+    }
+}
+
+/// Everything the model pipelines share.
+struct Session {
+    cfg: TrainConfig,
+    dataset: Dataset,
+    device: Device,
+    stop: Arc<AtomicBool>,
+    terminal: Terminal,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let Mode::Large = args.mode;
     semiclass_trainer::alloc::tune_for_training();
     let (cfg, run) = prepare(&args)?;
     if cfg.run.threads > 0 {
@@ -62,39 +89,118 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .context("no dataset: give --data DIR or set data.dir")?;
     let dataset = Dataset::open(&data_dir)?;
     println!("run: {}", run.path.display());
-    let bar = decode_bar();
-    let job = LargeRun {
-        cfg: &cfg,
-        dataset: &dataset,
-        run: &run,
+    let session = Session {
+        cfg,
+        dataset,
         device,
-        stop: &stop,
-        resume: args.resume.clone(),
-        on_image: &|| bar.inc(1),
+        stop,
+        terminal: Terminal::new(),
     };
-    bar.set_length((dataset.train.len() + dataset.unlabeled.len() + dataset.val.len()) as u64);
-    let outcome = train_large(&job, &mut Terminal { bar: bar.clone() })?;
-    bar.finish_and_clear();
-    if outcome.interrupted {
+    let resume = args.resume.clone();
+    let outcome = match args.mode {
+        Mode::Large => large(&session, &run, resume).map(|o| vec![("large", o)]),
+        Mode::Small => small(&session, &run, resume, None).map(|o| vec![("small", o)]),
+        Mode::Joint => joint(&session, &run, resume),
+    };
+    session.terminal.clear();
+    report(args.mode, &run, &outcome?)
+}
+
+fn large(s: &Session, run: &RunDir, resume: Option<PathBuf>) -> anyhow::Result<ModelOutcome> {
+    s.terminal
+        .decoding(s.dataset.train.len() + s.dataset.unlabeled.len() + s.dataset.val.len());
+    let job = LargeRun {
+        cfg: &s.cfg,
+        dataset: &s.dataset,
+        run,
+        device: s.device,
+        stop: &s.stop,
+        resume,
+        on_image: &|| s.terminal.image_decoded(),
+        on_teacher: &|done, total| s.terminal.teacher(done, total),
+    };
+    Ok(train_large(&job, &mut s.terminal.clone())?)
+}
+
+/// `teacher` overrides the configured one (joint mode).
+fn small(
+    s: &Session,
+    run: &RunDir,
+    resume: Option<PathBuf>,
+    teacher: Option<PathBuf>,
+) -> anyhow::Result<ModelOutcome> {
+    let teacher = teacher
+        .or_else(|| s.cfg.small.distill.teacher.clone())
+        .context("--mode small needs a teacher: give --teacher CKPT (e.g. a large run's checkpoints/best.safetensors)")?;
+    s.terminal
+        .decoding(s.dataset.train.len() + s.dataset.unlabeled.len() + s.dataset.val.len());
+    let job = SmallRun {
+        cfg: &s.cfg,
+        dataset: &s.dataset,
+        run,
+        device: s.device,
+        stop: &s.stop,
+        resume,
+        teacher,
+        on_image: &|| s.terminal.image_decoded(),
+        on_teacher: &|done, total| s.terminal.teacher(done, total),
+    };
+    Ok(train_small(&job, &mut s.terminal.clone())?)
+}
+
+/// `large/` then `small/` in one run directory; a resume state inside
+/// `small/` means the large model finished.
+fn joint(
+    s: &Session,
+    run: &RunDir,
+    resume: Option<PathBuf>,
+) -> anyhow::Result<Vec<(&'static str, ModelOutcome)>> {
+    let small_dir = run.path.join("small");
+    let resuming_small = resume.as_ref().is_some_and(|r| r.starts_with(&small_dir));
+    let large_run = RunDir::create_or_open(&run.path, "large", resume.is_some())?;
+    let large_outcome = if resuming_small {
+        ModelOutcome::read(&large_run)?
+    } else {
+        large(s, &large_run, resume.clone())?
+    };
+    if large_outcome.interrupted {
+        return Ok(vec![("large", large_outcome)]);
+    }
+    let small_run = RunDir::create_or_open(&run.path, "small", resuming_small)?;
+    let small_resume = resume.filter(|_| resuming_small);
+    let small_outcome = small(
+        s,
+        &small_run,
+        small_resume,
+        Some(large_outcome.best.clone()),
+    )?;
+    Ok(vec![("large", large_outcome), ("small", small_outcome)])
+}
+
+fn report(mode: Mode, run: &RunDir, outcomes: &[(&str, ModelOutcome)]) -> anyhow::Result<ExitCode> {
+    if let Some((_, interrupted)) = outcomes.iter().find(|(_, o)| o.interrupted) {
         println!(
-            "interrupted: resume with `semiclass train --mode large --resume {}/checkpoints/<stage>-last.state.safetensors`",
-            run.path.display()
+            "interrupted: resume with `semiclass train --mode {} --resume {}/<stage>-last.state.safetensors`",
+            mode.name(),
+            interrupted.best.parent().unwrap_or(&run.path).display()
         );
         return Ok(ExitCode::from(130));
     }
-    println!(
-        "best: {} (stage {}, val top-1 {:.2}%)",
-        outcome.best.display(),
-        outcome.best_stage,
-        100.0 * outcome.best_val_top1
-    );
-    if let Some(test) = &outcome.test {
+    for (model, outcome) in outcomes {
         println!(
-            "test.txt: top-1 {:.2}%, top-5 {:.2}% on {} images",
-            100.0 * test.top1,
-            100.0 * test.top5,
-            test.count
+            "{model}: best {} (stage {}, val top-1 {:.2}%)",
+            outcome.best.display(),
+            outcome.best_stage,
+            100.0 * outcome.best_val_top1
         );
+        if let Some(test) = &outcome.test {
+            println!(
+                "{model}: test.txt top-1 {:.2}%, top-5 {:.2}% on {} images",
+                100.0 * test.top1,
+                100.0 * test.top5,
+                test.count
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,28 +209,59 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 /// run directory holding it.
 fn prepare(args: &TrainArgs) -> anyhow::Result<(TrainConfig, RunDir)> {
     if let Some(state) = &args.resume {
-        let run_path = state
-            .parent()
-            .and_then(|p| p.parent())
-            .context("--resume takes a run's checkpoints/*.state.safetensors")?;
+        let run_path = run_of_state(state, args.mode)?;
         let cfg: TrainConfig = resolve(Some(&run_path.join("config.yaml")), &[])?;
-        return Ok((cfg, RunDir::open(run_path)));
+        return Ok((cfg, RunDir::open(&run_path)));
     }
     let mut overrides = args.overrides.clone();
     if let Some(dir) = &args.data {
         overrides.push(format!("data.dir={}", dir.display()));
     }
+    if let Some(teacher) = &args.teacher {
+        overrides.push(format!("small.distill.teacher={}", teacher.display()));
+    }
     let cfg: TrainConfig = resolve(args.config.as_deref(), &overrides)?;
-    let name = cfg.run.name.clone().unwrap_or_else(default_run_name);
-    let run = RunDir::create(&cfg.run.dir, &name)?;
+    let name = cfg
+        .run
+        .name
+        .clone()
+        .unwrap_or_else(|| default_run_name(args.mode));
+    let run = if args.mode == Mode::Joint {
+        RunDir::create_group(&cfg.run.dir, &name)?
+    } else {
+        RunDir::create(&cfg.run.dir, &name)?
+    };
     let path = run.path.join("config.yaml");
     semiclass_dataset::fsutil::write_atomic(&path, to_yaml(&cfg).as_bytes())
         .with_context(|| format!("{}", path.display()))?;
     Ok((cfg, run))
 }
 
+/// `RUN/checkpoints/x.state.safetensors` -> `RUN`; for joint runs the
+/// state is in `RUN/large/` or `RUN/small/`.
+fn run_of_state(state: &Path, mode: Mode) -> anyhow::Result<PathBuf> {
+    let model_dir = state
+        .parent()
+        .and_then(|p| p.parent())
+        .context("--resume takes a run's checkpoints/*.state.safetensors")?;
+    let run = if mode == Mode::Joint {
+        model_dir.parent().context("--mode joint --resume takes RUN/large/checkpoints/*.state.safetensors or RUN/small/...")?
+    } else {
+        model_dir
+    };
+    if !run.join("config.yaml").is_file() {
+        anyhow::bail!(
+            "{}: no config.yaml in the run directory {}; is this a `--mode {}` run?",
+            state.display(),
+            run.display(),
+            mode.name()
+        );
+    }
+    Ok(run.to_path_buf())
+}
+
 /// `large-20261128-094512`.
-fn default_run_name() -> String {
+fn default_run_name(mode: Mode) -> String {
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -132,48 +269,5 @@ fn default_run_name() -> String {
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    format!("large-{}-{}", &stamp[..8], &stamp[8..14])
-}
-
-fn decode_bar() -> ProgressBar {
-    ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("decoding {bar:40} {pos}/{len} images ({per_sec})")
-            .expect("valid template"),
-    )
-}
-
-/// Log and evaluation lines on the terminal.
-struct Terminal {
-    bar: ProgressBar,
-}
-
-impl StageObserver for Terminal {
-    fn on_log(&mut self, r: &StepRecord) {
-        self.bar.finish_and_clear();
-        println!(
-            "[{}] epoch {} step {}/{} lr {:.5} sup_loss {:.4} unsup_loss {:.4} mask {:.2} {:.0} img/s data-wait {:.0}%",
-            r.stage,
-            r.epoch,
-            r.step,
-            r.total_steps,
-            r.lr,
-            r.sup_loss,
-            r.unsup_loss,
-            r.mask_ratio,
-            r.images_per_s,
-            100.0 * r.data_wait
-        );
-    }
-
-    fn on_eval(&mut self, r: &StepRecord, result: &EvalResult, best: bool) {
-        println!(
-            "[{}] epoch {} val top-1 {:.2}% top-5 {:.2}% loss {:.4}{}",
-            r.stage,
-            r.epoch,
-            100.0 * result.top1,
-            100.0 * result.top5,
-            result.loss,
-            if best { " (best)" } else { "" }
-        );
-    }
+    format!("{}-{}-{}", mode.name(), &stamp[..8], &stamp[8..14])
 }

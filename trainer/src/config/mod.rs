@@ -5,6 +5,6 @@ mod train;
 
 pub use resolve::{ConfigError, resolve, to_yaml};
 pub use train::{
-    AlgorithmKind, DataConfig, LargeConfig, ModelTrainConfig, OptimizerKind, RunConfig, SslConfig,
-    TrainConfig,
+    AlgorithmKind, DataConfig, DistillConfig, DistillMode, LargeConfig, ModelTrainConfig,
+    OptimizerKind, RunConfig, SelfTrainConfig, SmallConfig, SslConfig, TrainConfig,
 };

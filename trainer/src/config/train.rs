@@ -16,6 +16,7 @@ pub struct TrainConfig {
     pub data: DataConfig,
     pub run: RunConfig,
     pub large: LargeConfig,
+    pub small: SmallConfig,
 }
 
 /// Where the images come from and how they are fed.
@@ -181,6 +182,33 @@ impl Default for SslConfig {
     }
 }
 
+/// Stage 3 of the large model: the best model so far labels every
+/// unlabeled image (soft, flip-averaged), the confident ones join the
+/// labeled ones, and the model trains on them; kept only if val improves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfTrainConfig {
+    /// Passes over labeled + kept unlabeled images; 0 skips the stage.
+    pub epochs: usize,
+    /// Confidence an unlabeled image's top class needs to be kept.
+    pub p_cutoff: f64,
+    /// Average the teacher's predictions with those of the mirrored image.
+    pub flip: bool,
+    /// Weight of the cross-entropy on the true labels.
+    pub alpha: f64,
+}
+
+impl Default for SelfTrainConfig {
+    fn default() -> Self {
+        SelfTrainConfig {
+            epochs: 0,
+            p_cutoff: 0.8,
+            flip: true,
+            alpha: 1.0,
+        }
+    }
+}
+
 /// The large model: its training settings and its semi-supervised stages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -188,6 +216,83 @@ pub struct LargeConfig {
     #[serde(flatten)]
     pub train: ModelTrainConfig,
     pub ssl: SslConfig,
+    pub selftrain: SelfTrainConfig,
+}
+
+/// Where the teacher's predictions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillMode {
+    /// Computed once per image (un-augmented, optionally flip-averaged) and
+    /// cached next to the run: fast.
+    Offline,
+    /// The teacher runs on the student's own augmented view at every step:
+    /// slower, usually more accurate.
+    Online,
+}
+
+/// How the small model learns from the large one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The teacher checkpoint; `--mode joint` sets it to the large model's
+    /// best.
+    pub teacher: Option<PathBuf>,
+    pub mode: DistillMode,
+    /// Softmax temperature of teacher and student (the KL is scaled by T²).
+    pub t: f64,
+    /// Weight of the cross-entropy on labeled images.
+    pub alpha: f64,
+    /// Offline: teacher probabilities kept per image (the rest of the mass
+    /// is spread evenly over the other classes).
+    pub topk: usize,
+    /// Offline: average the teacher with its prediction on the mirror image.
+    pub flip: bool,
+    /// Epochs of the fine-tune stage on labeled images after distillation.
+    pub finetune_epochs: usize,
+    /// Learning rate of the fine-tune stage.
+    pub finetune_lr: f64,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            teacher: None,
+            mode: DistillMode::Offline,
+            t: 1.0,
+            alpha: 0.5,
+            topk: 10,
+            flip: true,
+            finetune_epochs: 1,
+            finetune_lr: 0.003,
+        }
+    }
+}
+
+/// The small model: its training settings (`epochs` are distillation
+/// passes over labeled + unlabeled images) and the distillation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmallConfig {
+    #[serde(flatten)]
+    pub train: ModelTrainConfig,
+    pub distill: DistillConfig,
+}
+
+impl Default for SmallConfig {
+    fn default() -> Self {
+        SmallConfig {
+            train: ModelTrainConfig {
+                model: "lcnet_050".into(),
+                epochs: 3,
+                lr: 0.05,
+                // Distillation epochs cover every image: one is long.
+                warmup_epochs: 0.2,
+                ..ModelTrainConfig::default()
+            },
+            distill: DistillConfig::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +327,30 @@ mod tests {
             cfg.large.train.pretrained,
             Some(PathBuf::from("w.safetensors"))
         );
+    }
+
+    #[test]
+    fn distillation_and_self_training_keys_resolve() {
+        let over: Vec<String> = [
+            "small.model=mobilenetv3_small_050",
+            "small.epochs=2",
+            "small.distill.teacher=t.safetensors",
+            "small.distill.mode=online",
+            "small.distill.t=4",
+            "large.selftrain.epochs=1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cfg: TrainConfig = resolve(None, &over).unwrap();
+        assert_eq!(cfg.small.train.model, "mobilenetv3_small_050");
+        assert_eq!(cfg.small.train.epochs, 2);
+        assert_eq!(cfg.small.distill.mode, DistillMode::Online);
+        assert_eq!(cfg.small.distill.t, 4.0);
+        assert_eq!(cfg.large.selftrain.epochs, 1);
+        // Untouched small-model keys keep the small model's own defaults.
+        assert_eq!(cfg.small.train.lr, 0.05);
+        let err = resolve::<TrainConfig>(None, &["small.distill.temp=2".into()]).unwrap_err();
+        assert!(err.to_string().contains("small.distill.t"), "{err}");
     }
 
     #[test]

@@ -100,6 +100,16 @@ impl ImageStore {
         self.paths.is_empty()
     }
 
+    /// The file of the image at `index`.
+    pub fn file(&self, index: usize) -> PathBuf {
+        self.root.join(&self.paths[index])
+    }
+
+    /// The path of the image at `index` as the list files give it.
+    pub fn relative_path(&self, index: usize) -> &Path {
+        &self.paths[index]
+    }
+
     pub fn is_cached(&self) -> bool {
         self.cache.is_some()
     }

@@ -1,7 +1,8 @@
-//! `--mode large`: supervised warm start, then semi-supervised from the
-//! warm start's best checkpoint; the best over both stages is the result.
+//! `--mode large`: supervised warm start, semi-supervised from the warm
+//! start's best checkpoint, then an optional self-training round; the best
+//! over all stages is the result.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use semiclass_dataset::Dataset;
@@ -11,26 +12,15 @@ use semiclass_models::{Model, ModelOptions};
 use tch::Device;
 
 use super::TrainError;
-use super::evaluate::{EvalInput, EvalResult, evaluate};
-use super::record::Recorder;
+use super::pipeline::{BuildStage, ModelOutcome, StageResult, best_of, run_pipeline};
 use super::setup::{RunData, RunDir, load_data};
-use super::stage::{ResumeInfo, Stage, StageContext, StageObserver, run_stage};
-use crate::algorithms::{Algorithm, FixMatch, FreeMatch, Supervised};
-use crate::checkpoint::{load_state, load_weights};
-use crate::config::{AlgorithmKind, TrainConfig};
+use super::stage::{Stage, StageContext, StageObserver};
+use crate::algorithms::{Algorithm, Distill, FixMatch, FreeMatch};
+use crate::config::{AlgorithmKind, ModelTrainConfig, SslConfig, TrainConfig};
+use crate::distill::TargetSource;
+use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
+use crate::distill::teacher::Teacher;
 use crate::nn::Network;
-
-/// The result of a large-model run.
-#[derive(Debug, Clone)]
-pub struct LargeOutcome {
-    /// `checkpoints/best.safetensors`: the best val accuracy over all stages.
-    pub best: PathBuf,
-    pub best_stage: String,
-    pub best_val_top1: f64,
-    /// Accuracy of `best` on test.txt, when the dataset has one.
-    pub test: Option<EvalResult>,
-    pub interrupted: bool,
-}
 
 /// What the caller provides besides the configuration.
 pub struct LargeRun<'a> {
@@ -42,11 +32,13 @@ pub struct LargeRun<'a> {
     /// A `*-last.state.safetensors` file to continue from.
     pub resume: Option<PathBuf>,
     pub on_image: &'a (dyn Fn() + Sync),
+    /// Progress of teacher predictions: (done, total).
+    pub on_teacher: &'a dyn Fn(usize, usize),
 }
 
 /// Builds the model, loads pretrained weights when configured.
 pub fn build_network(
-    cfg: &crate::config::ModelTrainConfig,
+    cfg: &ModelTrainConfig,
     classes: usize,
     device: Device,
 ) -> Result<Network, TrainError> {
@@ -79,18 +71,31 @@ pub fn build_network(
     Ok(net)
 }
 
-/// Runs the large-model recipe of DESIGN.md section 6 (stages 1 and 2).
+/// Builds the model (its initial weights a function of the run's seed)
+/// and decodes the images for its evaluation transform.
+pub fn prepare_model(
+    cfg: &TrainConfig,
+    model: &ModelTrainConfig,
+    dataset: &Dataset,
+    device: Device,
+    on_image: &(dyn Fn() + Sync),
+) -> Result<(Network, RunData), TrainError> {
+    tch::manual_seed(cfg.run.seed as i64);
+    let net = build_network(model, dataset.classes.len(), device)?;
+    let entry = net.model.entry;
+    let eval = PreprocessSpec::for_input(model.input_size as u32, entry.mean, entry.std);
+    let data = load_data(dataset, eval, cfg.data.cache_mb, on_image)?;
+    Ok((net, data))
+}
+
+/// Runs the large-model recipe of DESIGN.md section 6.
 pub fn train_large(
     job: &LargeRun,
     observer: &mut dyn StageObserver,
-) -> Result<LargeOutcome, TrainError> {
+) -> Result<ModelOutcome, TrainError> {
     let cfg = &job.cfg.large;
-    // The initial weights too are a function of the run's seed.
-    tch::manual_seed(job.cfg.run.seed as i64);
-    let mut net = build_network(&cfg.train, job.dataset.classes.len(), job.device)?;
-    let entry = net.model.entry;
-    let eval = PreprocessSpec::for_input(cfg.train.input_size as u32, entry.mean, entry.std);
-    let data = load_data(job.dataset, eval, job.cfg.data.cache_mb, job.on_image)?;
+    let (mut net, data) =
+        prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
     let ctx = StageContext {
         cfg: &cfg.train,
         data: &data,
@@ -100,43 +105,52 @@ pub fn train_large(
         workers: job.cfg.data.workers,
         prefetch: job.cfg.data.prefetch,
         stop: job.stop,
+        teacher: None,
     };
-    let mut resume = job.resume.as_deref().map(read_resume).transpose()?;
-    let mut recorder = Recorder::open(job.run, resume.as_ref().map(|(_, info)| info), observer)?;
-    let mut results: Vec<(String, f64, PathBuf)> = Vec::new();
-    for stage in stages(job.cfg, data.classes.len()) {
-        let name = stage.name.clone();
-        let stage_resume = match &resume {
-            Some((_, info)) if info.stage != name => {
-                // Resuming a later stage: this one finished in the earlier run.
-                finished_stage(job.run, &name, &mut results)?;
-                continue;
-            }
-            _ => resume.take(),
-        };
-        if stage_resume.is_none() && name == "ssl" {
-            start_from_best(&mut net, &results)?;
-        }
-        let outcome = run_stage(&ctx, stage, &mut net, stage_resume, &mut recorder)?;
-        if outcome.interrupted {
-            return Ok(interrupted(job.run));
-        }
-        results.push((name, outcome.best_top1, outcome.best));
-    }
-    finish(job.run, &mut net, &data, &ctx, results)
+    let stages = stages(job, &data);
+    run_pipeline(&ctx, &mut net, stages, job.resume.as_deref(), observer)
 }
 
-/// Stage 1 always; stage 2 unless the algorithm is `supervised`.
-fn stages(cfg: &TrainConfig, classes: usize) -> Vec<Stage> {
-    let ssl = &cfg.large.ssl;
-    let mut stages = vec![Stage {
-        name: "supervised".into(),
-        id: 1,
-        epochs: cfg.large.train.epochs,
-        mu: 0,
-        algorithm: Box::new(Supervised),
-    }];
-    let algorithm: Option<Box<dyn Algorithm>> = match ssl.algorithm {
+/// Stage 1 always; stage 2 unless the algorithm is `supervised`; stage 3
+/// when `selftrain.epochs` > 0.
+fn stages<'a>(job: &'a LargeRun, data: &'a RunData) -> Vec<(&'static str, BuildStage<'a>)> {
+    let cfg = &job.cfg.large;
+    let mut stages: Vec<(&'static str, BuildStage<'a>)> = vec![(
+        "supervised",
+        Box::new(|_: &[StageResult]| {
+            Ok(Some(Stage::new(
+                "supervised",
+                1,
+                cfg.train.epochs,
+                &cfg.train,
+            )))
+        }),
+    )];
+    if let Some(algorithm) =
+        ssl_algorithm(&cfg.ssl, data.classes.len()).filter(|_| cfg.ssl.epochs > 0)
+    {
+        stages.push((
+            "ssl",
+            Box::new(move |_: &[StageResult]| {
+                Ok(Some(Stage {
+                    mu: cfg.ssl.mu,
+                    algorithm,
+                    ..Stage::new("ssl", 2, cfg.ssl.epochs, &cfg.train)
+                }))
+            }),
+        ));
+    }
+    if cfg.selftrain.epochs > 0 {
+        stages.push((
+            "selftrain",
+            Box::new(move |results: &[StageResult]| selftrain_stage(job, data, results)),
+        ));
+    }
+    stages
+}
+
+fn ssl_algorithm(ssl: &SslConfig, classes: usize) -> Option<Box<dyn Algorithm>> {
+    match ssl.algorithm {
         AlgorithmKind::Supervised => None,
         AlgorithmKind::FixMatch => Some(Box::new(FixMatch {
             p_cutoff: ssl.p_cutoff,
@@ -149,109 +163,72 @@ fn stages(cfg: &TrainConfig, classes: usize) -> Vec<Stage> {
             ssl.t,
             ssl.ema_p,
         ))),
-    };
-    if let Some(algorithm) = algorithm.filter(|_| ssl.epochs > 0) {
-        stages.push(Stage {
-            name: "ssl".into(),
-            id: 2,
-            epochs: ssl.epochs,
-            mu: ssl.mu,
-            algorithm,
-        });
-    }
-    stages
-}
-
-fn read_resume(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, ResumeInfo), TrainError> {
-    let (tensors, json) = load_state(path)?;
-    let info: ResumeInfo = serde_json::from_value(json).map_err(|e| {
-        TrainError::Resume(format!("{}: not a stage state file: {e}", path.display()))
-    })?;
-    Ok((tensors, info))
-}
-
-/// Records a stage that an earlier run finished, from its best checkpoint.
-fn finished_stage(
-    run: &RunDir,
-    name: &str,
-    results: &mut Vec<(String, f64, PathBuf)>,
-) -> Result<(), TrainError> {
-    let best = run.checkpoint(&format!("{name}-best.safetensors"));
-    let meta = crate::checkpoint::read_meta(&best)?;
-    results.push((
-        name.to_string(),
-        meta.metrics
-            .get("val_top1")
-            .copied()
-            .unwrap_or(f64::NEG_INFINITY),
-        best,
-    ));
-    Ok(())
-}
-
-/// Stage 2 starts from stage 1's best weights (Semi-ViT's recipe).
-fn start_from_best(
-    net: &mut Network,
-    results: &[(String, f64, PathBuf)],
-) -> Result<(), TrainError> {
-    if let Some((_, _, best)) = results.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
-        let (_, tensors) = load_weights(best)?;
-        net.load_tensors(tensors, best)?;
-    }
-    Ok(())
-}
-
-fn interrupted(run: &RunDir) -> LargeOutcome {
-    LargeOutcome {
-        best: run.checkpoint("best.safetensors"),
-        best_stage: String::new(),
-        best_val_top1: f64::NAN,
-        test: None,
-        interrupted: true,
     }
 }
 
-/// Copies the best stage checkpoint to `best.safetensors` and measures it
-/// on test.txt (never used to pick it).
-fn finish(
-    run: &RunDir,
-    net: &mut Network,
+/// Stage 3: the best model so far labels the labeled and unlabeled images
+/// (soft, flip-averaged); the labeled ones and the confident unlabeled ones
+/// are learned by distillation at T = 1 plus cross-entropy on true labels.
+fn selftrain_stage(
+    job: &LargeRun,
     data: &RunData,
-    ctx: &StageContext,
-    results: Vec<(String, f64, PathBuf)>,
-) -> Result<LargeOutcome, TrainError> {
-    let (stage, top1, path) = results
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .ok_or_else(|| TrainError::Resume("no stage ran".into()))?;
-    let best = run.checkpoint("best.safetensors");
-    let bytes = std::fs::read(&path).map_err(|source| TrainError::Io {
-        path: path.clone(),
-        source,
+    results: &[StageResult],
+) -> Result<Option<Stage>, TrainError> {
+    let cfg = &job.cfg.large;
+    let best = best_of(results)
+        .ok_or_else(|| TrainError::Resume("no stage before self-training".into()))?;
+    let teacher = Teacher::load(&best.best, &data.classes, job.device)?;
+    let indices: Vec<usize> = data
+        .train
+        .iter()
+        .map(|&(i, _)| i)
+        .chain(data.unlabeled.iter().copied())
+        .collect();
+    let labels = SoftLabels::compute_or_load(&SoftLabelJob {
+        teacher: &teacher,
+        store: &data.store,
+        indices: &indices,
+        t: 1.0,
+        topk: data.classes.len().min(10),
+        flip: cfg.selftrain.flip,
+        batch_size: cfg.train.batch_size.max(64) * 2,
+        cache_dir: &soft_label_dir(job.cfg),
+        stop: job.stop,
+        on_progress: job.on_teacher,
     })?;
-    semiclass_dataset::fsutil::write_atomic(&best, &bytes).map_err(|source| TrainError::Io {
-        path: best.clone(),
-        source,
-    })?;
-    let test = if data.test.is_empty() {
-        None
-    } else {
-        let (_, tensors) = load_weights(&best)?;
-        net.load_tensors(tensors, &best)?;
-        let input = EvalInput {
-            store: data.store.clone(),
-            transform: data.transform.clone(),
-            items: &data.test,
-            batch_size: ctx.cfg.batch_size.max(64),
-            workers: ctx.workers,
-        };
-        Some(evaluate(net, &input)?)
+    let Some(labels) = labels else {
+        return Ok(None);
     };
-    Ok(LargeOutcome {
-        best,
-        best_stage: stage,
-        best_val_top1: top1,
-        test,
-        interrupted: false,
-    })
+    let confident: Vec<(usize, i64)> = data
+        .unlabeled
+        .iter()
+        .filter(|&&i| labels.top(i).0 >= cfg.selftrain.p_cutoff)
+        .map(|&i| (i, -1))
+        .collect();
+    eprintln!(
+        "selftrain: {} of {} unlabeled images at confidence >= {} join {} labeled ones (teacher: {}, stage {})",
+        confident.len(),
+        data.unlabeled.len(),
+        cfg.selftrain.p_cutoff,
+        data.train.len(),
+        best.best.display(),
+        best.name
+    );
+    let items = data.train.iter().copied().chain(confident).collect();
+    Ok(Some(Stage {
+        algorithm: Box::new(Distill {
+            t: 1.0,
+            alpha: cfg.selftrain.alpha,
+        }),
+        warmup_epochs: 0.1,
+        items: Some(items),
+        targets: Some(TargetSource::Offline(labels)),
+        ..Stage::new("selftrain", 3, cfg.selftrain.epochs, &cfg.train)
+    }))
+}
+
+/// Where soft-label caches live: next to the runs, so that later runs with
+/// the same teacher and images reuse them.
+pub fn soft_label_dir(cfg: &TrainConfig) -> PathBuf {
+    cfg.run.dir.join(".soft-labels")
 }

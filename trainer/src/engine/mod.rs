@@ -2,9 +2,11 @@
 
 pub mod evaluate;
 pub mod large;
+pub mod pipeline;
 pub mod plan;
 pub mod record;
 pub mod setup;
+pub mod small;
 pub mod stage;
 pub mod step;
 
@@ -45,4 +47,6 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Resume(String),
+    #[error("{0}")]
+    Teacher(String),
 }

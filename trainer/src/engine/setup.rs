@@ -60,6 +60,23 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// Creates `parent/name` without a checkpoints folder: a joint run's
+    /// folder, holding `large/` and `small/`.
+    pub fn create_group(parent: &Path, name: &str) -> Result<RunDir, TrainError> {
+        let run = RunDir::create(parent, name)?;
+        let _ = std::fs::remove_dir(run.path.join("checkpoints"));
+        Ok(run)
+    }
+
+    /// `parent/name`, created, or (`existing`) opened for resuming.
+    pub fn create_or_open(parent: &Path, name: &str, existing: bool) -> Result<RunDir, TrainError> {
+        if existing {
+            Ok(RunDir::open(&parent.join(name)))
+        } else {
+            RunDir::create(parent, name)
+        }
+    }
+
     /// An existing run directory, for resuming.
     pub fn open(path: &Path) -> RunDir {
         RunDir {

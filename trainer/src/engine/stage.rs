@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use semiclass_manifest::checkpoint::{CheckpointMeta, Role, WeightsKind};
+use semiclass_manifest::checkpoint::{CheckpointMeta, Role, TeacherRef, WeightsKind};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -14,10 +14,11 @@ use super::evaluate::{EvalInput, EvalResult, evaluate};
 use super::plan::StepPlan;
 use super::setup::{RunData, RunDir};
 use super::step::{clip_grad_norm, forward_backward};
-use crate::algorithms::Algorithm;
+use crate::algorithms::{Algorithm, Supervised};
 use crate::checkpoint::{save_checkpoint, save_state};
 use crate::config::{ModelTrainConfig, OptimizerKind};
 use crate::data::loader::Loader;
+use crate::distill::TargetSource;
 use crate::ema::Ema;
 use crate::nn::Network;
 use crate::optim::{AdamW, Optimizer, Sgd, decays, zero_grad};
@@ -34,17 +35,46 @@ pub struct StageContext<'a> {
     pub prefetch: usize,
     /// Set by SIGINT/SIGTERM: save a resumable checkpoint and stop.
     pub stop: &'a AtomicBool,
+    /// Recorded in every checkpoint of a distilled model.
+    pub teacher: Option<TeacherRef>,
 }
 
 /// One stage to run.
 pub struct Stage {
-    /// `supervised`, `ssl`: names the stage's checkpoints.
+    /// `supervised`, `ssl`, `selftrain`, `distill`, `finetune`: names the
+    /// stage's checkpoints.
     pub name: String,
     /// Distinguishes the stages' shuffles.
     pub id: u64,
+    /// Passes over the stage's images (`items`, else the labeled ones).
     pub epochs: usize,
     pub mu: usize,
     pub algorithm: Box<dyn Algorithm>,
+    /// Peak learning rate and warmup of this stage.
+    pub lr: f64,
+    pub warmup_epochs: f64,
+    /// The images the stage iterates over, `(store index, class id or -1)`;
+    /// `None`: the labeled training images.
+    pub items: Option<Vec<(usize, i64)>>,
+    /// A teacher's probabilities, for distilling stages.
+    pub targets: Option<TargetSource>,
+}
+
+impl Stage {
+    /// A stage over the labeled images with the model's own schedule.
+    pub fn new(name: &str, id: u64, epochs: usize, cfg: &ModelTrainConfig) -> Stage {
+        Stage {
+            name: name.into(),
+            id,
+            epochs,
+            mu: 0,
+            algorithm: Box::new(Supervised),
+            lr: cfg.lr,
+            warmup_epochs: cfg.warmup_epochs,
+            items: None,
+            targets: None,
+        }
+    }
 }
 
 /// A training log line, every `log_interval` steps.
@@ -83,8 +113,15 @@ pub struct StageOutcome {
 pub struct ResumeInfo {
     pub stage: String,
     pub step: u64,
+    /// `-inf` (written as JSON null) before the stage's first evaluation.
+    #[serde(deserialize_with = "null_as_no_score")]
     pub best_top1: f64,
     pub algorithm: serde_json::Value,
+}
+
+/// JSON has no infinities: serde_json writes `-inf` as null.
+fn null_as_no_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// Running state of a stage.
@@ -159,7 +196,8 @@ pub fn run_stage(
 impl<'a, 'n> Runner<'a, 'n> {
     fn new(ctx: &'a StageContext<'a>, stage: Stage, net: &'n mut Network, per_epoch: u64) -> Self {
         let total = per_epoch * stage.epochs as u64;
-        let warmup = (ctx.cfg.warmup_epochs * per_epoch as f64).round() as u64;
+        let warmup = (stage.warmup_epochs * per_epoch as f64).round() as u64;
+        let schedule = LrSchedule::new(stage.lr, warmup.min(total), total);
         let ema = (ctx.cfg.ema_decay > 0.0).then(|| Ema::new(net, ctx.cfg.ema_decay, true));
         let files = StageFiles::new(ctx.run, &stage.name);
         Runner {
@@ -168,7 +206,7 @@ impl<'a, 'n> Runner<'a, 'n> {
             net,
             optimizer: make_optimizer(ctx.cfg),
             ema,
-            schedule: LrSchedule::new(ctx.cfg.lr, warmup.min(total), total),
+            schedule,
             per_epoch,
             total,
             files,
@@ -194,6 +232,7 @@ impl<'a, 'n> Runner<'a, 'n> {
             self.net,
             self.ema.as_mut(),
             &mut *self.stage.algorithm,
+            self.stage.targets.as_ref(),
             parts,
             input_size,
         );
@@ -371,7 +410,10 @@ fn timed(
 fn step_plan(ctx: &StageContext, stage: &Stage) -> StepPlan {
     let uses_unlabeled = stage.algorithm.uses_unlabeled() && stage.mu > 0;
     StepPlan {
-        labeled: ctx.data.train.clone(),
+        labeled: stage
+            .items
+            .clone()
+            .unwrap_or_else(|| ctx.data.train.clone()),
         unlabeled: if uses_unlabeled {
             ctx.data.unlabeled.clone()
         } else {
@@ -476,7 +518,7 @@ fn checkpoint_meta(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned()),
         run_dir: Some(ctx.run.path.display().to_string()),
-        teacher: None,
+        teacher: ctx.teacher.clone(),
     };
     meta.stamp_now();
     meta

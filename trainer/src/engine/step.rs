@@ -4,6 +4,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::algorithms::{Algorithm, StepLogits, StepLosses};
 use crate::data::loader::PartBatch;
+use crate::distill::TargetSource;
 use crate::ema::Ema;
 use crate::nn::Network;
 
@@ -23,16 +24,23 @@ pub fn images(data: &[f32], input_size: u32, device: Device) -> Tensor {
 /// mode (without gradient), and the student sees the labeled images and the
 /// strong views in one forward pass, so BatchNorm normalises them together
 /// (as FixMatch does).
+///
+/// Distillation steps: `targets` gives the teacher's probabilities for the
+/// labeled-part rows (offline by image, online from the same batch).
 pub fn forward_backward(
     net: &mut Network,
     ema: Option<&mut Ema>,
     algorithm: &mut dyn Algorithm,
+    targets: Option<&TargetSource>,
     parts: &[PartBatch],
     input_size: u32,
 ) -> StepLosses {
     let device = net.device();
     let x_lb = images(&parts[0].x, input_size, device);
     let y_lb = Tensor::from_slice(&parts[0].labels).to_device(device);
+    let soft_targets = targets
+        .filter(|_| algorithm.uses_soft_targets())
+        .map(|source| source.targets(&x_lb, &parts[0].indices));
     let n_lb = y_lb.size()[0];
     let losses = match parts.get(1).filter(|_| algorithm.uses_unlabeled()) {
         None => {
@@ -42,6 +50,7 @@ pub fn forward_backward(
                 y_lb: &y_lb,
                 logits_x_ulb_w: None,
                 logits_x_ulb_s: None,
+                soft_targets: soft_targets.as_ref(),
             })
         }
         Some(ulb) => {
@@ -63,6 +72,7 @@ pub fn forward_backward(
                 y_lb: &y_lb,
                 logits_x_ulb_w: Some(&logits_x_ulb_w),
                 logits_x_ulb_s: Some(&logits_x_ulb_s),
+                soft_targets: soft_targets.as_ref(),
             })
         }
     };
