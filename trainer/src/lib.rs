@@ -12,4 +12,5 @@ pub mod engine;
 pub mod metrics;
 pub mod nn;
 pub mod optim;
+pub mod registry_hooks;
 pub mod schedule;
