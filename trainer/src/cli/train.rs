@@ -14,6 +14,7 @@ use semiclass_trainer::engine::evaluate::EvalResult;
 use semiclass_trainer::engine::large::{LargeRun, train_large};
 use semiclass_trainer::engine::setup::{RunDir, select_device};
 use semiclass_trainer::engine::stage::{StageObserver, StepRecord};
+use semiclass_trainer::registry_hooks;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -73,7 +74,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         on_image: &|| bar.inc(1),
     };
     bar.set_length((dataset.train.len() + dataset.unlabeled.len() + dataset.val.len()) as u64);
-    let outcome = train_large(&job, &mut Terminal { bar: bar.clone() })?;
+    registry_hooks::start_run(&run.path, "large", &to_yaml(&cfg));
+    let outcome = train_large(&job, &mut Terminal { bar: bar.clone() });
+    registry_hooks::end_run(&outcome, |o| o.interrupted);
+    let outcome = outcome?;
     bar.finish_and_clear();
     if outcome.interrupted {
         println!(

@@ -233,6 +233,7 @@ fn finish(
         path: best.clone(),
         source,
     })?;
+    crate::registry_hooks::checkpoint_copied(&best);
     let test = if data.test.is_empty() {
         None
     } else {
