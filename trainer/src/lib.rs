@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod ema;
 pub mod engine;
+pub mod eval_report;
 pub mod metrics;
 pub mod nn;
 pub mod optim;
