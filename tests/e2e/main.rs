@@ -4,4 +4,5 @@ mod check;
 mod common;
 mod demo_data;
 mod models;
+mod registry;
 mod train;

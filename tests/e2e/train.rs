@@ -7,7 +7,7 @@ use image::{DynamicImage, ImageFormat};
 use crate::common::{Run, TinyDataset, semiclass};
 
 /// Dark images are class 0, bright ones class 1: learnable in a few steps.
-fn two_class_dataset() -> TinyDataset {
+pub(crate) fn two_class_dataset() -> TinyDataset {
     let data = TinyDataset::new();
     let lines = |kind: &str, count: usize| -> Vec<(String, usize)> {
         (0..count)
@@ -48,7 +48,7 @@ fn train(data: &TinyDataset, runs: &Path, extra: &[&str]) -> Run {
     semiclass(&args)
 }
 
-fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
+pub(crate) fn train_args(data: &TinyDataset, runs: &Path) -> Vec<String> {
     let mut args = vec![
         "train",
         "--mode",
@@ -179,7 +179,7 @@ fn a_run_killed_and_resumed_ends_exactly_like_an_uninterrupted_one() {
     let killed = tempfile::tempdir().unwrap();
     let dir = killed.path().join("tiny");
     let state = dir.join("checkpoints/supervised-last.state.safetensors");
-    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+    let mut child = crate::common::command("semiclass")
         .args(train_args(&data, killed.path()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
