@@ -23,6 +23,6 @@ pub mod paths;
 pub mod problem;
 pub mod report;
 
-pub use check::{CheckError, CheckOptions, CheckReport, check_dataset};
+pub use check::{CheckError, CheckOptions, CheckReport, ListReport, check_dataset, check_list};
 pub use open::{Dataset, OpenError};
 pub use problem::{Location, Problem, Problems, Severity};

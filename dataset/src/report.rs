@@ -27,8 +27,9 @@ pub enum ReportError {
     Plot { path: PathBuf, source: PlotError },
 }
 
-/// Writes the JSON report to `out_dir` (created if needed).
-pub fn write_json(report: &CheckReport, out_dir: &Path) -> Result<PathBuf, ReportError> {
+/// Writes the JSON report (of a dataset or of one list) to `out_dir`
+/// (created if needed).
+pub fn write_json(report: &impl serde::Serialize, out_dir: &Path) -> Result<PathBuf, ReportError> {
     let path = out_dir.join(REPORT_FILE);
     let io = |source| ReportError::Io {
         path: path.clone(),

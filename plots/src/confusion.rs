@@ -175,11 +175,11 @@ impl Layout {
         let label_step = MIN_LABEL_SPACING.div_ceil(cell) as usize;
         let labels = names
             .iter()
-            .map(|name| shorten(name, label_px))
+            .map(|name| font::shorten(name, label_px, MAX_LABEL_PX))
             .collect::<Result<Vec<_>, _>>()?;
         let widest = labels
             .iter()
-            .map(|l| text_width(l, label_px))
+            .map(|l| font::text_width(l, label_px))
             .max()
             .unwrap_or(0);
         // Upright column names only when every one fits in its cell.
@@ -220,30 +220,6 @@ impl Layout {
 }
 
 use plotters::style::FontError;
-
-fn text_width(text: &str, size: u32) -> u32 {
-    (font::FAMILY, size as f64)
-        .into_font()
-        .box_size(text)
-        .map_or(0, |(w, _)| w)
-}
-
-/// `name`, cut to [`MAX_LABEL_PX`] with a trailing ellipsis when longer.
-fn shorten(name: &str, size: u32) -> Result<String, FontError> {
-    let font = (font::FAMILY, size as f64).into_font();
-    if font.box_size(name)?.0 <= MAX_LABEL_PX {
-        return Ok(name.to_string());
-    }
-    let mut chars: Vec<char> = name.chars().collect();
-    while !chars.is_empty() {
-        chars.pop();
-        let candidate: String = chars.iter().chain(['…'].iter()).collect();
-        if font.box_size(&candidate)?.0 <= MAX_LABEL_PX {
-            return Ok(candidate);
-        }
-    }
-    Ok("…".to_string())
-}
 
 type Area<'b> = DrawingArea<BitMapBackend<'b>, Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -294,7 +270,7 @@ fn draw_cell_text(root: &Area, layout: &Layout, cells: &Cells) -> DrawResult {
     let widest = cells.widest_text();
     let mut size = (layout.cell as u32 * 2 / 5).clamp(8, 16);
     // Shrink until the widest value fits its cell with a little air.
-    while size > 8 && text_width(&widest, size) as i32 + 4 > layout.cell {
+    while size > 8 && font::text_width(&widest, size) as i32 + 4 > layout.cell {
         size -= 1;
     }
     let font = (font::FAMILY, size as f64).into_font();

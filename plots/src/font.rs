@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use plotters::style::FontStyle;
+use plotters::style::{FontError, FontStyle, IntoFont};
 
 use crate::PlotError;
 
@@ -46,4 +46,29 @@ fn find() -> Option<PathBuf> {
         return Some(PathBuf::from(explicit));
     }
     CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// Width in pixels of `text` drawn at `size` with the chart font.
+pub(crate) fn text_width(text: &str, size: u32) -> u32 {
+    (FAMILY, size as f64)
+        .into_font()
+        .box_size(text)
+        .map_or(0, |(w, _)| w)
+}
+
+/// `text`, cut to `max_px` pixels with a trailing ellipsis when longer.
+pub(crate) fn shorten(text: &str, size: u32, max_px: u32) -> Result<String, FontError> {
+    let font = (FAMILY, size as f64).into_font();
+    if font.box_size(text)?.0 <= max_px {
+        return Ok(text.to_string());
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let candidate: String = chars.iter().chain(['…'].iter()).collect();
+        if font.box_size(&candidate)?.0 <= max_px {
+            return Ok(candidate);
+        }
+    }
+    Ok("…".to_string())
 }

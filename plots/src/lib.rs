@@ -7,10 +7,12 @@
 pub mod bars;
 pub mod confusion;
 pub mod font;
+pub mod gallery;
 pub mod lines;
 
 pub use bars::{GroupedBars, horizontal_bars};
 pub use confusion::confusion_matrix;
+pub use gallery::{Tile, gallery};
 pub use lines::{Panel, Series, curves};
 
 /// matplotlib's tab10: distinct, and familiar to readers of PyTorch runs.

@@ -46,11 +46,21 @@ impl From<Output> for Run {
 }
 
 pub fn semiclass(args: &[&str]) -> Run {
-    Command::new(binary("semiclass"))
+    command("semiclass")
         .args(args)
         .output()
         .expect("runs")
         .into()
+}
+
+/// A command running workspace binary `name`, with the run registry in the
+/// build's temporary folder rather than the user's data folder (tests
+/// about the registry give their own with `--registry`).
+pub fn command(name: &str) -> Command {
+    let mut command = Command::new(binary(name));
+    let registry = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-registry.sqlite");
+    command.env("SEMICLASS_REGISTRY", registry);
+    command
 }
 
 /// The committed image fixtures (CMYK, EXIF) of tests/fixtures/images.

@@ -5,4 +5,5 @@ mod common;
 mod demo_data;
 mod distill;
 mod models;
+mod registry;
 mod train;

@@ -169,7 +169,7 @@ pub(crate) fn kill_once_saved(args: &[String], run: &Path, stages: &[&str]) -> s
         "checkpoints/{}-last.state.safetensors",
         stages.last().unwrap()
     ));
-    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+    let mut child = crate::common::command("semiclass")
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -246,7 +246,7 @@ fn sigint_saves_a_resumable_state_and_exits_cleanly() {
         "large.eval_interval=1000",
     ];
     args.extend(extra.iter().flat_map(|o| ["-o".to_string(), o.to_string()]));
-    let mut child = std::process::Command::new(crate::common::binary("semiclass"))
+    let mut child = crate::common::command("semiclass")
         .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -1,6 +1,7 @@
 //! `semiclass check`: every problem of a dataset folder at once.
 
 mod images;
+mod list;
 pub(crate) mod rules;
 pub(crate) mod stats;
 
@@ -13,6 +14,7 @@ use crate::load::ListSet;
 use crate::problem::{Problem, Problems};
 
 pub use images::ImageSummary;
+pub use list::{ListReport, check_list};
 pub use stats::{Counts, SplitCount};
 
 /// Thresholds of the check; the defaults suit photographs and small datasets alike.
@@ -81,13 +83,7 @@ pub fn check_dataset(
     options: &CheckOptions,
     progress: &dyn CheckProgress,
 ) -> Result<CheckReport, CheckError> {
-    let root = root.canonicalize().map_err(|source| CheckError::Root {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    if !root.is_dir() {
-        return Err(CheckError::NotADirectory(root));
-    }
+    let root = dataset_root(root)?;
     let mut problems = Problems::default();
     let lists = ListSet::read(&root, &mut problems);
     rules::check_lists(&lists, &mut problems);
@@ -113,4 +109,16 @@ pub fn check_dataset(
         warnings: problems.warning_count(),
         problems: problems.into_sorted(),
     })
+}
+
+/// The dataset folder, made absolute; it must exist and be a folder.
+fn dataset_root(root: &Path) -> Result<PathBuf, CheckError> {
+    let root = root.canonicalize().map_err(|source| CheckError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(CheckError::NotADirectory(root));
+    }
+    Ok(root)
 }

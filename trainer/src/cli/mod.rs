@@ -2,10 +2,15 @@
 
 mod check;
 mod demo_data;
+mod eval;
+mod marks;
 mod models;
 mod progress;
+mod runs;
+mod table;
 mod train;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +19,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "semiclass", version, about)]
 pub struct Cli {
+    /// The run registry (runs, checkpoints, evaluations, nicknames)
+    /// [default: $SEMICLASS_REGISTRY, else $XDG_DATA_HOME/semiclass/registry.sqlite].
+    #[arg(long, global = true, value_name = "PATH")]
+    registry: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,14 +37,34 @@ enum Command {
     Models,
     /// Train: the large model semi-supervised (--mode large), the small one distilled (--mode small), or both (--mode joint).
     Train(train::TrainArgs),
+    /// Evaluate a checkpoint (path or @nickname) on test.txt, val.txt or a list of your own.
+    Eval(eval::EvalArgs),
+    /// List the recorded training runs; `runs show ID` shows one.
+    Runs(runs::RunsArgs),
+    /// List evaluation tasks, the latest first.
+    Evals(runs::EvalsArgs),
+    /// Give a checkpoint a nickname, usable as @NICK wherever a checkpoint goes.
+    Mark(marks::MarkArgs),
+    /// Remove a nickname (its history stays).
+    Unmark(marks::UnmarkArgs),
+    /// List the nicknames and the checkpoints they name.
+    Marks(marks::MarksArgs),
 }
 
 /// Runs one subcommand; `Err` means it could not run (exit status 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let location = semiclass_registry::location::registry_path(cli.registry);
+    semiclass_trainer::registry_hooks::set_location(location);
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
         Command::Models => models::run(),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Runs(args) => runs::runs(args),
+        Command::Evals(args) => runs::evals(args),
+        Command::Mark(args) => marks::mark(args),
+        Command::Unmark(args) => marks::unmark(args),
+        Command::Marks(args) => marks::marks(args),
     }
 }

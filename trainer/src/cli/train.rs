@@ -8,11 +8,13 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use semiclass_dataset::Dataset;
+use semiclass_registry::resolve_checkpoint;
 use semiclass_trainer::config::{TrainConfig, resolve, to_yaml};
 use semiclass_trainer::engine::large::{LargeRun, train_large};
 use semiclass_trainer::engine::pipeline::ModelOutcome;
 use semiclass_trainer::engine::setup::{RunDir, select_device};
 use semiclass_trainer::engine::small::{SmallRun, train_small};
+use semiclass_trainer::registry_hooks;
 use tch::Device;
 
 use super::progress::Terminal;
@@ -31,7 +33,7 @@ pub struct TrainArgs {
     /// The dataset folder (same as `-o data.dir=DIR`).
     #[arg(long, conflicts_with = "resume")]
     data: Option<PathBuf>,
-    /// The teacher checkpoint of `--mode small` (same as `-o small.distill.teacher=CKPT`).
+    /// The teacher of `--mode small`: a checkpoint or @nick (same as `-o small.distill.teacher=CKPT`).
     #[arg(long, conflicts_with = "resume")]
     teacher: Option<PathBuf>,
     /// Continue an interrupted run from its `checkpoints/*-last.state.safetensors`,
@@ -119,7 +121,10 @@ fn large(s: &Session, run: &RunDir, resume: Option<PathBuf>) -> anyhow::Result<M
         on_image: &|| s.terminal.image_decoded(),
         on_teacher: &|done, total| s.terminal.teacher(done, total),
     };
-    Ok(train_large(&job, &mut s.terminal.clone())?)
+    registry_hooks::start_run(&run.path, "large", &to_yaml(&s.cfg));
+    let outcome = train_large(&job, &mut s.terminal.clone());
+    registry_hooks::end_run(&outcome, |o| o.interrupted);
+    Ok(outcome?)
 }
 
 /// `teacher` overrides the configured one (joint mode).
@@ -129,9 +134,10 @@ fn small(
     resume: Option<PathBuf>,
     teacher: Option<PathBuf>,
 ) -> anyhow::Result<ModelOutcome> {
-    let teacher = teacher
-        .or_else(|| s.cfg.small.distill.teacher.clone())
-        .context("--mode small needs a teacher: give --teacher CKPT (e.g. a large run's checkpoints/best.safetensors)")?;
+    let teacher = match teacher {
+        Some(path) => path,
+        None => teacher_checkpoint(s.cfg.small.distill.teacher.as_deref())?,
+    };
     s.terminal
         .decoding(s.dataset.train.len() + s.dataset.unlabeled.len() + s.dataset.val.len());
     let job = SmallRun {
@@ -145,7 +151,24 @@ fn small(
         on_image: &|| s.terminal.image_decoded(),
         on_teacher: &|done, total| s.terminal.teacher(done, total),
     };
-    Ok(train_small(&job, &mut s.terminal.clone())?)
+    registry_hooks::start_run(&run.path, "small", &to_yaml(&s.cfg));
+    let outcome = train_small(&job, &mut s.terminal.clone());
+    registry_hooks::end_run(&outcome, |o| o.interrupted);
+    Ok(outcome?)
+}
+
+/// The configured teacher: a path or `@nick`, checked against the registry
+/// (a file changed since it was recorded is refused).
+fn teacher_checkpoint(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let arg = arg.context(
+        "--mode small needs a teacher: give --teacher CKPT|@nick (e.g. a large run's checkpoints/best.safetensors)",
+    )?;
+    let registry = registry_hooks::open_registry();
+    let resolved = resolve_checkpoint(
+        &arg.to_string_lossy(),
+        registry.as_ref().map_err(String::as_str),
+    )?;
+    Ok(resolved.path)
 }
 
 /// `large/` then `small/` in one run directory; a resume state inside

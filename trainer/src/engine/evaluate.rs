@@ -17,6 +17,20 @@ pub struct EvalResult {
     pub count: usize,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
+    /// The most confident mistakes, most confident first (as many as
+    /// asked of [`evaluate_keeping_mistakes`]; none from [`evaluate`]).
+    pub mistakes: Vec<Mistake>,
+}
+
+/// A misclassified image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    /// Index of the image in the store.
+    pub index: usize,
+    pub truth: usize,
+    pub predicted: usize,
+    /// Softmax probability of the predicted class.
+    pub score: f64,
 }
 
 /// Where the images come from and how to batch them.
@@ -31,6 +45,15 @@ pub struct EvalInput<'a> {
 
 /// Runs `net` in eval mode over every item.
 pub fn evaluate(net: &Network, input: &EvalInput) -> Result<EvalResult, LoadError> {
+    evaluate_keeping_mistakes(net, input, 0)
+}
+
+/// [`evaluate`], also keeping the `mistakes` most confident mistakes.
+pub fn evaluate_keeping_mistakes(
+    net: &Network,
+    input: &EvalInput,
+    mistakes: usize,
+) -> Result<EvalResult, LoadError> {
     let requests: Vec<Request> = input
         .items
         .chunks(input.batch_size.max(1))
@@ -51,6 +74,7 @@ pub fn evaluate(net: &Network, input: &EvalInput) -> Result<EvalResult, LoadErro
     );
     let classes = net.model.options.num_classes;
     let mut tally = Tally::new(classes);
+    tally.keep = mistakes;
     while let Some(batch) = loader.next_batch() {
         let part = batch?.remove(0);
         let size = input.transform.input_size as i64;
@@ -61,6 +85,7 @@ pub fn evaluate(net: &Network, input: &EvalInput) -> Result<EvalResult, LoadErro
         let y = Tensor::from_slice(&part.labels).to_device(net.device());
         let logits = tch::no_grad(|| net.forward(&x, false)).to_kind(Kind::Float);
         tally.add(&logits, &y);
+        tally.add_mistakes(&logits, &part.labels, &part.indices);
     }
     Ok(tally.finish())
 }
@@ -72,6 +97,9 @@ struct Tally {
     loss: f64,
     count: usize,
     confusion: Vec<Vec<u64>>,
+    /// How many mistakes to keep.
+    keep: usize,
+    mistakes: Vec<Mistake>,
 }
 
 impl Tally {
@@ -82,7 +110,32 @@ impl Tally {
             loss: 0.0,
             count: 0,
             confusion: vec![vec![0; classes]; classes],
+            keep: 0,
+            mistakes: Vec::new(),
         }
+    }
+
+    /// Keeps the `keep` most confident mistakes seen so far.
+    fn add_mistakes(&mut self, logits: &Tensor, labels: &[i64], indices: &[usize]) {
+        if self.keep == 0 {
+            return;
+        }
+        let (score, predicted) = logits.softmax(-1, Kind::Float).max_dim(1, false);
+        let score = Vec::<f32>::try_from(score.to_device(tch::Device::Cpu)).expect("1-D");
+        let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu)).expect("1-D");
+        for (k, (&truth, &predicted)) in labels.iter().zip(&predicted).enumerate() {
+            if truth != predicted {
+                self.mistakes.push(Mistake {
+                    index: indices[k],
+                    truth: truth as usize,
+                    predicted: predicted as usize,
+                    score: f64::from(score[k]),
+                });
+            }
+        }
+        self.mistakes
+            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        self.mistakes.truncate(self.keep);
     }
 
     fn add(&mut self, logits: &Tensor, y: &Tensor) {
@@ -114,6 +167,7 @@ impl Tally {
             loss: self.loss / n,
             count: self.count,
             confusion: self.confusion,
+            mistakes: self.mistakes,
         }
     }
 }
@@ -138,5 +192,26 @@ mod tests {
         assert_eq!(result.confusion[2][2], 1);
         assert_eq!(result.confusion[0][1], 1);
         assert_eq!(result.count, 2);
+        assert!(result.mistakes.is_empty());
+    }
+
+    #[test]
+    fn the_most_confident_mistakes_are_kept_most_confident_first() {
+        let mut tally = Tally::new(3);
+        tally.keep = 2;
+        // Rows: right; wrong and sure (class 1); wrong and unsure; wrong and surest.
+        let logits = Tensor::from_slice(&[
+            9.0f32, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 9.0,
+        ])
+        .reshape([4, 3]);
+        tally.add_mistakes(&logits, &[0, 0, 2, 0], &[10, 11, 12, 13]);
+        let kept: Vec<(usize, usize, usize)> = tally
+            .mistakes
+            .iter()
+            .map(|m| (m.index, m.truth, m.predicted))
+            .collect();
+        assert_eq!(kept, [(13, 0, 2), (11, 0, 1)]);
+        assert!(tally.mistakes[0].score > 0.99);
+        assert!(tally.mistakes[0].score > tally.mistakes[1].score);
     }
 }

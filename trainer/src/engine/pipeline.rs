@@ -61,6 +61,7 @@ impl ModelOutcome {
             loss: f64::NAN,
             count: number("test_images").unwrap_or(0.0) as usize,
             confusion: Vec::new(),
+            mistakes: Vec::new(),
         });
         Ok(ModelOutcome {
             best: PathBuf::from(best),
@@ -176,6 +177,7 @@ fn finish(
         path: best.clone(),
         source,
     })?;
+    crate::registry_hooks::checkpoint_copied(&best);
     let test = if ctx.data.test.is_empty() {
         None
     } else {

@@ -307,9 +307,11 @@ impl<'a, 'n> Runner<'a, 'n> {
             Some(ema) => ema.tensors(),
             None => self.net.named_tensors(),
         };
-        save_checkpoint(&self.files.last, &tensors, &meta)?;
+        let sha = save_checkpoint(&self.files.last, &tensors, &meta)?;
+        crate::registry_hooks::checkpoint_saved(&self.files.last, &sha, &meta);
         if best {
-            save_checkpoint(&self.files.best, &tensors, &meta)?;
+            let sha = save_checkpoint(&self.files.best, &tensors, &meta)?;
+            crate::registry_hooks::checkpoint_saved(&self.files.best, &sha, &meta);
         }
         self.save_resume()?;
         Ok((result, best))
