@@ -271,7 +271,10 @@ fn evaluate(
         eval: meta.preprocess.clone(),
         budget_bytes: 0,
     };
-    let images = paths.iter().map(|p| (PathBuf::from(p), Use::Eval)).collect();
+    let images = paths
+        .iter()
+        .map(|p| (PathBuf::from(p), Use::Eval))
+        .collect();
     let store = ImageStore::load(&items.root, images, &spec, &|| {})?;
     let labeled: Vec<(usize, i64)> = items
         .entries

@@ -2,6 +2,7 @@
 
 pub mod evaluate;
 pub mod large;
+pub mod oom;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
@@ -49,4 +50,14 @@ pub enum TrainError {
     Resume(String),
     #[error("{0}")]
     Teacher(String),
+    #[error(
+        "out of memory at step {step} of stage {stage} with batch_size {batch_size}; try -o {section}.batch_size={try_batch_size} (or a smaller input_size) and resume from the stage's last state"
+    )]
+    OutOfMemory {
+        section: String,
+        batch_size: usize,
+        try_batch_size: usize,
+        stage: String,
+        step: u64,
+    },
 }

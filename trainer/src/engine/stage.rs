@@ -11,6 +11,7 @@ use tch::Tensor;
 
 use super::TrainError;
 use super::evaluate::{EvalInput, EvalResult, evaluate};
+use super::oom::{OomContext, catch_oom};
 use super::plan::StepPlan;
 use super::setup::{RunData, RunDir};
 use super::step::{clip_grad_norm, forward_backward};
@@ -175,7 +176,16 @@ pub fn run_stage(
             return Ok(runner.outcome(true));
         }
         let parts = loader.next_batch().expect("one batch per step")?;
-        let record = runner.step(&parts)?;
+        let oom = OomContext {
+            section: match ctx.role {
+                Role::Large => "large",
+                Role::Small => "small",
+            },
+            batch_size: ctx.cfg.batch_size,
+            stage: &runner.stage.name.clone(),
+            step: runner.progress.step + 1,
+        };
+        let record = catch_oom(oom, || runner.step(&parts))?;
         let last = runner.progress.step == runner.total;
         if runner
             .progress
