@@ -122,13 +122,26 @@ fn online_distillation_runs_the_teacher_every_step() {
     let data = two_class_dataset();
     let runs = tempfile::tempdir().unwrap();
     let teacher = teacher(&data, runs.path());
-    let run = small(
+    // The teacher by nickname, through a registry of this test's own.
+    let registry = runs.path().join("registry.sqlite");
+    let registry_arg = registry.to_str().unwrap();
+    let mark = semiclass(&[
+        "--registry",
+        registry_arg,
+        "mark",
+        teacher.to_str().unwrap(),
+        "tiny-teacher",
+    ]);
+    assert_eq!(mark.code, 0, "{}", mark.all());
+    let mut args = vec!["--registry".to_string(), registry_arg.to_string()];
+    args.extend(small_args(
         &data,
         runs.path(),
-        &teacher,
+        Path::new("@tiny-teacher"),
         "on",
-        &["-o", "small.distill.mode=online"],
-    );
+    ));
+    args.extend(["-o", "small.distill.mode=online"].map(String::from));
+    let run = semiclass(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout.contains("[distill] epoch 2 step 8/8"),
