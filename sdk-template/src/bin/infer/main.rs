@@ -45,10 +45,27 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, path first (as `{:#}` prints
+/// them), without a cause its parent's message already shows: the
+/// libraries' `"{path}: {source}"` errors would print their cause twice.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -79,4 +96,23 @@ fn package_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
                 exe.display()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_shown_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = semiclass_licensing::CheckError::Io {
+            path: "/p/manifest.json".into(),
+            source: io,
+        };
+        let err = anyhow::Error::from(err).context("opening the package");
+        assert_eq!(
+            one_line(&err),
+            "opening the package: /p/manifest.json: no such file"
+        );
+    }
 }
