@@ -127,7 +127,10 @@ pub fn verify_package(
     })
 }
 
-fn read_manifest(package_dir: &Path) -> Result<PackageManifest, CheckError> {
+/// Reads and checks the shape of a package's manifest, without hashing any
+/// file or looking at a license: what `infer info` and activation need to
+/// know about a package (its id, target, model facts) before it may run.
+pub fn read_manifest(package_dir: &Path) -> Result<PackageManifest, CheckError> {
     let path = package_dir.join(MANIFEST_FILE);
     let text = fs::read_to_string(&path).map_err(io_error(&path))?;
     let bad = |reason: String| CheckError::Manifest {

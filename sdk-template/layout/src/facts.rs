@@ -1,0 +1,75 @@
+//! The facts of one package that its README and examples show.
+
+use std::collections::BTreeMap;
+
+use semiclass_manifest::checkpoint::Role;
+use semiclass_manifest::package::PackageManifest;
+
+/// Placeholder name -> text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    values: BTreeMap<String, String>,
+}
+
+impl Facts {
+    /// The facts of the package `manifest` describes (its `files` may still
+    /// be incomplete: none of them is used).
+    pub fn from_manifest(manifest: &PackageManifest) -> Facts {
+        let model = &manifest.model;
+        let spec = &model.preprocess;
+        let mut facts = Facts::default();
+        facts.insert("package_id", &manifest.package_id);
+        facts.insert("target", manifest.target.as_str());
+        facts.insert("arch", &model.arch);
+        facts.insert(
+            "role",
+            match model.role {
+                Role::Large => "large",
+                Role::Small => "small",
+            },
+        );
+        facts.insert("num_classes", &model.class_names.len().to_string());
+        facts.insert("class_table", &class_table(&model.class_names));
+        facts.insert("input_size", &model.input_size.to_string());
+        facts.insert("input_name", &model.input_name);
+        facts.insert("output_name", &model.output_name);
+        facts.insert("opset", &model.opset.to_string());
+        facts.insert("resize", &spec.resize.to_string());
+        facts.insert("crop", &spec.crop.to_string());
+        facts.insert(
+            "interpolation",
+            &format!("{:?}", spec.interpolation).to_lowercase(),
+        );
+        facts.insert("mean", &format!("{:?}", spec.mean));
+        facts.insert("std", &format!("{:?}", spec.std));
+        facts.insert("runtime_version", &manifest.runtime.version);
+        facts.insert("runtime_library", &manifest.runtime.library);
+        facts.insert("sdk_version", env!("CARGO_PKG_VERSION"));
+        facts
+    }
+
+    /// Sets (or replaces) one fact.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_string(), value.to_string());
+    }
+
+    /// The fact called `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// Every fact's name, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+}
+
+/// Markdown table rows `| id | name |`; `|` in a name is escaped.
+fn class_table(names: &[String]) -> String {
+    names
+        .iter()
+        .enumerate()
+        .map(|(id, name)| format!("| {id} | {} |", name.replace('|', "\\|")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
