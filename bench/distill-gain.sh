@@ -11,13 +11,15 @@
 # same images, from (b)'s and (d)'s images/s.
 # TEACHER: a checkpoint to distill from; default: trained here first
 # (resnet18 at 32 px, WARM supervised + SSL FixMatch epochs over the 10%).
-# EPOCHS: passes over the 55,000 train images. Run through `make bench`.
+# EPOCHS: passes over the 55,000 train images; T: the distillation
+# temperature. Run through `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EPOCHS=${EPOCHS:-4}
+EPOCHS=${EPOCHS:-3}
 WARM=${WARM:-4}
 SSL=${SSL:-12}
 STUDENT=${STUDENT:-lcnet_050}
+T=${T:-4}
 SEMICLASS=target/release/semiclass
 RUNS=${RUNS:-$(mktemp -d)}
 mkdir -p "$RUNS"
@@ -44,7 +46,7 @@ $SEMICLASS train --mode large --data "$TEN" "${common[@]}" "${student[@]}" -o ru
 for mode in offline online; do
     $SEMICLASS train --mode small --data "$TEN" --teacher "$TEACHER" "${common[@]}" -o run.name="distill-$mode" \
         -o small.model="$STUDENT" -o small.input_size=32 -o small.epochs="$EPOCHS" \
-        -o small.distill.mode="$mode" > "$RUNS/$mode.log"
+        -o small.distill.mode="$mode" -o small.distill.t="$T" > "$RUNS/$mode.log"
 done
 $SEMICLASS train --mode large --data "$ALL" "${common[@]}" "${student[@]}" -o run.name=d-supervised-100 \
     -o large.epochs="$EPOCHS" -o large.warmup_epochs=0.2 > "$RUNS/d.log"
@@ -60,7 +62,7 @@ def images_per_s(run, stage):
     return sum(float(r["images_per_s"]) for r in rows) / max(1, len(rows))
 offline, online = images_per_s("distill-offline", "distill"), images_per_s("distill-online", "distill")
 supervised = images_per_s("d-supervised-100", "supervised")
-print(f"teacher (resnet18, semi-supervised on 10%):        test top-1 {teacher:.2f}%")
+print(f"teacher:                                           test top-1 {teacher:.2f}%")
 print(f"(a) {student} supervised, 10% labels:            test top-1 {a:.2f}%")
 print(f"(b) {student} distilled offline, {epochs} epochs:       test top-1 {b:.2f}%")
 print(f"(c) {student} distilled online, {epochs} epochs:        test top-1 {c:.2f}%")

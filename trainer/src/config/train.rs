@@ -259,7 +259,9 @@ impl Default for DistillConfig {
         DistillConfig {
             teacher: None,
             mode: DistillMode::Offline,
-            t: 1.0,
+            // Chosen by val on Fashion-MNIST (lcnet_050 from resnet18, one
+            // epoch): 76.8% at T=4 against 74.2% at T=1.
+            t: 4.0,
             alpha: 0.5,
             topk: 10,
             flip: true,
@@ -336,7 +338,7 @@ mod tests {
             "small.epochs=2",
             "small.distill.teacher=t.safetensors",
             "small.distill.mode=online",
-            "small.distill.t=4",
+            "small.distill.t=2",
             "large.selftrain.epochs=1",
         ]
         .map(String::from)
@@ -345,7 +347,7 @@ mod tests {
         assert_eq!(cfg.small.train.model, "mobilenetv3_small_050");
         assert_eq!(cfg.small.train.epochs, 2);
         assert_eq!(cfg.small.distill.mode, DistillMode::Online);
-        assert_eq!(cfg.small.distill.t, 4.0);
+        assert_eq!(cfg.small.distill.t, 2.0);
         assert_eq!(cfg.large.selftrain.epochs, 1);
         // Untouched small-model keys keep the small model's own defaults.
         assert_eq!(cfg.small.train.lr, 0.05);
