@@ -1,11 +1,14 @@
 //! Inference: per model, a small pool of ONNX Runtime sessions fed by a
 //! dynamic micro-batcher. Requests queue single images; an idle worker
-//! takes what is queued (up to `max_batch`), waits at most `max_wait` for
-//! more, and runs them as one batch while the next worker collects the
-//! next batch. Under load batches fill up, so throughput grows with
-//! concurrency; alone, a request waits at most `max_wait`.
+//! takes what is queued (up to `max_batch`) and runs them as one batch
+//! while the next worker collects the next batch. It waits for more (at
+//! most `max_wait`) only while images are announced, i.e. being decoded
+//! and about to be queued, so a lone request never waits for company that
+//! is not coming, and under load batches fill up: throughput grows with
+//! concurrency.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -156,6 +159,18 @@ struct Job {
 pub struct Batcher {
     queue: mpsc::Sender<Job>,
     classes: usize,
+    incoming: Arc<AtomicUsize>,
+}
+
+/// An image on its way to the queue (see [`Batcher::announce`]); dropping
+/// it withdraws the announcement.
+#[derive(Debug)]
+pub struct Announcement(Arc<AtomicUsize>);
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Batcher {
@@ -169,14 +184,31 @@ impl Batcher {
     ) -> Batcher {
         let (queue, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let incoming = Arc::new(AtomicUsize::new(0));
         for (i, backend) in backends.into_iter().enumerate() {
-            let (rx, stats) = (rx.clone(), stats.clone());
+            let collector = Collector {
+                rx: rx.clone(),
+                incoming: incoming.clone(),
+                settings,
+            };
+            let stats = stats.clone();
             thread::Builder::new()
                 .name(format!("infer-{i}"))
-                .spawn(move || worker(&rx, backend, settings, classes, &stats))
+                .spawn(move || worker(&collector, backend, classes, &stats))
                 .expect("the system can start a thread");
         }
-        Batcher { queue, classes }
+        Batcher {
+            queue,
+            classes,
+            incoming,
+        }
+    }
+
+    /// Says an image will be submitted soon (it is being decoded), so that
+    /// a forming batch waits for it.
+    pub fn announce(&self) -> Announcement {
+        self.incoming.fetch_add(1, Ordering::AcqRel);
+        Announcement(self.incoming.clone())
     }
 
     /// Queues one preprocessed image; the receiver gets its logits.
@@ -202,10 +234,16 @@ impl Batcher {
     }
 }
 
-fn worker(
-    rx: &Mutex<Receiver<Job>>,
-    mut backend: Box<dyn Backend>,
+/// What a worker collects batches from.
+struct Collector {
+    rx: Arc<Mutex<Receiver<Job>>>,
+    incoming: Arc<AtomicUsize>,
     settings: BatchSettings,
+}
+
+fn worker(
+    collector: &Collector,
+    mut backend: Box<dyn Backend>,
     classes: usize,
     stats: &BatchStats,
 ) {
@@ -213,8 +251,8 @@ fn worker(
         // Holding the lock while collecting makes this worker the only
         // collector; the others are running their batches meanwhile.
         let jobs = {
-            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-            match collect(&rx, settings) {
+            let rx = collector.rx.lock().unwrap_or_else(|e| e.into_inner());
+            match collector.collect(&rx) {
                 Some(jobs) => jobs,
                 None => return,
             }
@@ -227,25 +265,35 @@ fn worker(
     }
 }
 
-/// The next batch: one job (blocking), everything already queued, then
-/// what arrives within `max_wait`. `None` once the queue is closed.
-fn collect(rx: &Receiver<Job>, settings: BatchSettings) -> Option<Vec<Job>> {
-    let mut jobs = vec![rx.recv().ok()?];
-    let deadline = Instant::now() + settings.max_wait;
-    while jobs.len() < settings.max_batch {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(job) => jobs.push(job),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+/// How often a waiting collector looks whether announced images remain.
+const POLL: Duration = Duration::from_micros(250);
+
+impl Collector {
+    /// The next batch: one job (blocking), everything already queued, then
+    /// announced images arriving within `max_wait`. `None` once the queue
+    /// is closed.
+    fn collect(&self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
+        let mut jobs = vec![rx.recv().ok()?];
+        let deadline = Instant::now() + self.settings.max_wait;
+        while jobs.len() < self.settings.max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.incoming.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    match rx.recv_timeout(left.min(POLL)) {
+                        Ok(job) => jobs.push(job),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             }
         }
+        Some(jobs)
     }
-    Some(jobs)
 }
 
 fn run_batch(backend: &mut dyn Backend, jobs: Vec<Job>, classes: usize, stats: &BatchStats) {
@@ -325,10 +373,18 @@ mod tests {
     async fn concurrent_requests_share_batches_and_get_their_own_rows() {
         let (batcher, sizes) = batcher(1, 5);
         let batcher = Arc::new(batcher);
-        let tasks: Vec<_> = (0..10)
-            .map(|i| {
+        // Announced before any is queued, as the server does while decoding.
+        let announced: Vec<_> = (0..10).map(|_| batcher.announce()).collect();
+        let tasks: Vec<_> = announced
+            .into_iter()
+            .enumerate()
+            .map(|(i, announcement)| {
                 let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.infer(vec![i as f32, 1.0]).await })
+                tokio::spawn(async move {
+                    let answer = batcher.submit(vec![i as f32, 1.0]);
+                    drop(announcement);
+                    answer.unwrap().await.unwrap()
+                })
             })
             .collect();
         for (i, task) in tasks.into_iter().enumerate() {
@@ -341,11 +397,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lone_request_waits_at_most_max_wait() {
-        let (batcher, sizes) = batcher(2, 1);
+    async fn a_lone_request_does_not_wait_for_company() {
+        let (batcher, sizes) = batcher(2, 10_000);
         let started = Instant::now();
         assert_eq!(batcher.infer(vec![2.0]).await.unwrap(), vec![2.0, -1.0]);
-        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for max_wait"
+        );
         assert_eq!(*sizes.lock().unwrap(), vec![1]);
     }
 

@@ -118,11 +118,13 @@ async fn submit_all(
         .into_iter()
         .map(|bytes| {
             let spec = spec.clone();
-            tokio::task::spawn_blocking(move || preprocess_bytes(&bytes, limits, &spec))
+            let announcement = model.batcher.announce();
+            let task = tokio::task::spawn_blocking(move || preprocess_bytes(&bytes, limits, &spec));
+            (announcement, task)
         })
         .collect();
     let mut answers = Vec::with_capacity(tasks.len());
-    for (index, task) in tasks.into_iter().enumerate() {
+    for (index, (_announcement, task)) in tasks.into_iter().enumerate() {
         let tensor = task
             .await
             .map_err(|e| ApiError::Internal(format!("preprocessing: {e}")))?
