@@ -1,6 +1,7 @@
 //! `semiclass-serve`: serve exported packages over HTTP, and manage the
 //! access tokens that guard them.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve one or more packages.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list or revoke access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -69,9 +70,11 @@ struct ServeArgs {
     /// Longest a batch waits for more images, in milliseconds.
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
-    /// ONNX Runtime sessions per model.
-    #[arg(long, default_value_t = 1)]
-    sessions: usize,
+    /// ONNX Runtime sessions per model (default: 2, or 1 on one CPU): small
+    /// models scale better over sessions running side by side than over
+    /// the threads of one session.
+    #[arg(long)]
+    sessions: Option<usize>,
     /// Intra-op threads per session (default: the CPUs divided by --sessions).
     #[arg(long)]
     threads: Option<usize>,
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let store = TokenStore::new(&cli.tokens);
     match cli.command {
-        Command::Serve(args) => run_server(args, cli.tokens),
+        Command::Serve(args) => run_server(*args, cli.tokens),
         Command::Token(TokenCommand::Create { name }) => {
             let (record, token) = store.create(&name, unix_now())?;
             eprintln!(
@@ -157,6 +160,7 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let active = TokenSet::from_records(&TokenStore::new(&tokens).read()?);
     check_listen(args.listen, &active)?;
@@ -190,7 +194,7 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
 
 fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sessions = args.sessions.max(1);
+    let sessions = args.sessions.unwrap_or(cpus.min(2)).max(1);
     ServeConfig {
         packages: args.packages.clone(),
         tokens,

@@ -369,9 +369,10 @@ async fn a_request_past_the_timeout_answers_503() {
         "image/png",
         png(30, 30, 0),
     );
-    let (status, _, body) = send(&app, request).await;
+    let (status, headers, body) = send(&app, request).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&body), "timeout");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
 }
 
 #[tokio::test]
