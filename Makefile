@@ -19,6 +19,8 @@ export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(INHERITED_LD_LIBRARY_PATH),:$(I
 export ORT_DYLIB_PATH = $(firstword $(wildcard $(SITE)/onnxruntime/capi/libonnxruntime.so.*))
 
 MODEL_FIXTURES := $(CURDIR)/target/model-fixtures
+# playwright-core drives the try-out page in serving's tests (dev only).
+PAGE_TEST := serving/tests/page
 DATA := $(CURDIR)/data
 DEMO_DATASET := $(DATA)/fashion-mnist
 SEMICLASS := target/release/semiclass
@@ -43,6 +45,11 @@ $(VENV_STAMP): requirements-dev.txt
 
 setup: $(VENV_STAMP)
 	@scripts/system-deps.sh
+	@$(MAKE) --no-print-directory $(PAGE_TEST)/node_modules/.installed
+
+$(PAGE_TEST)/node_modules/.installed: $(PAGE_TEST)/package-lock.json
+	npm ci --prefix $(PAGE_TEST) --no-audit --no-fund --silent
+	touch $@
 
 demo: setup
 	cargo build --release -p semiclass-trainer

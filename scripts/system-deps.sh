@@ -2,11 +2,15 @@
 # Installs the Debian packages semiclass uses, when they are missing:
 #   dataset-fashion-mnist  the real data of the demo, benchmarks and tests
 #   fonts-wqy-microhei     a font with CJK glyphs for chart labels
+#   chromium, npm          the try-out page's test (headless Chromium driven by
+#                          playwright-core, which `make setup` installs with npm)
 set -euo pipefail
 
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || [ -n "${SEMICLASS_FONT:-}" ] || need+=(fonts-wqy-microhei)
+command -v chromium >/dev/null || [ -n "${CHROMIUM:-}" ] || need+=(chromium)
+command -v npm >/dev/null || need+=(npm)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Serving throughput: lcnet_100 at 224 px on CPU, a tight loop calling ONNX
+# Runtime directly and semiclass-serve at concurrency 1, 4, 16 and 64, side by
+# side in one run with the same ONNX Runtime threads; then 4x the concurrency
+# cap, which must answer only 200/429/503. Run through `make bench` (which
+# sets up the venv and ORT_DYLIB_PATH), or alone after `source`-ing the same.
+# SECONDS_PER=N measures each setting for N seconds (default 6), ROUNDS=N
+# times alternately (default 3; the best round of each is reported).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=target/bench-serve
+THREADS=${THREADS:-$(nproc)}
+mkdir -p "$WORK"
+cargo build --release -q -p semiclass-serve --bin semiclass-serve --example serve_bench
+
+# A timm lcnet_100 with random weights (no download) exported once; a dev
+# tool only: the product never runs Python.
+[ -f "$WORK/lcnet_100.onnx" ] || python - "$WORK" <<'PY'
+import sys, warnings, torch, timm
+from pathlib import Path
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+work = Path(sys.argv[1])
+torch.manual_seed(0)
+model = timm.create_model("lcnet_100", pretrained=False, num_classes=1000).eval()
+x = torch.randn(1, 3, 224, 224)
+torch.onnx.export(model, x, str(work / "lcnet_100.partial.onnx"), input_names=["input"],
+                  output_names=["logits"], opset_version=17, dynamo=False,
+                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+(work / "lcnet_100.partial.onnx").rename(work / "lcnet_100.onnx")
+PY
+# A photo-sized JPEG (320x240, smooth gradients and noise) as every request's body.
+[ -f "$WORK/photo.jpg" ] || python - "$WORK/photo.jpg" <<'PY'
+import sys, numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+y, x = np.mgrid[0:240, 0:320]
+rgb = np.stack([x * 0.8, y * 1.0, (x + y) * 0.4], -1) + rng.normal(0, 12, (240, 320, 3))
+Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(sys.argv[1], quality=90)
+PY
+target/release/examples/serve_bench --onnx "$WORK/lcnet_100.onnx" --image "$WORK/photo.jpg" \
+    --server target/release/semiclass-serve --work "$WORK" --threads "$THREADS" --sessions "${SESSIONS:-$THREADS}" \
+    --seconds "${SECONDS_PER:-6}" --rounds "${ROUNDS:-3}"

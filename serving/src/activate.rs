@@ -1,0 +1,66 @@
+//! `POST /v1/activate`: the SDK's online activation. The body is the
+//! activation request (the same JSON as the offline request file); the
+//! answer is the license file's text. The issuer library enforces the
+//! serial's rules (unknown, revoked, another package, expired, activation
+//! limit); this route adds a small body limit and the server's concurrency
+//! cap. Its callers are buyers of the SDK holding a serial, not holders of
+//! an API token, so the serial is the credential here.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::header;
+use semiclass_license_issuer::IssuerError;
+use semiclass_licensing::{ActivationRequest, unix_now};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::predict::read_body;
+use crate::state::AppState;
+
+/// Activation requests are a few hundred bytes.
+pub const MAX_ACTIVATION_BYTES: usize = 64 << 10;
+
+/// A granted activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivateResponse {
+    /// The license file, to be installed as is.
+    pub license: String,
+}
+
+/// The handler (mounted only when the server has an issuer).
+pub async fn activate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<ActivateResponse>, ApiError> {
+    let issuer = state.issuer.clone().ok_or(ApiError::NoRoute {
+        path: "/v1/activate".into(),
+    })?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::UnsupportedMediaType {
+            found: content_type,
+            accepted: "application/json".into(),
+        });
+    }
+    let (_, body) = read_body(request, MAX_ACTIVATION_BYTES).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the activation request is not UTF-8".into()))?;
+    let request = ActivationRequest::from_json(text)
+        .map_err(|e| ApiError::Activation(IssuerError::Request(e)))?;
+    // SQLite and signing block: keep them off the async workers.
+    let license = tokio::task::spawn_blocking(move || issuer.activate(&request, unix_now()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("activation: {e}")))?
+        .map_err(ApiError::Activation)?;
+    Ok(Json(ActivateResponse { license }))
+}

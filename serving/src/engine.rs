@@ -1,0 +1,429 @@
+//! Inference: per model, a small pool of ONNX Runtime sessions fed by a
+//! dynamic micro-batcher. Requests queue single images; an idle worker
+//! takes what is queued (up to `max_batch`) and runs them as one batch
+//! while the next worker collects the next batch. It waits for more (at
+//! most `max_wait`) only while images are announced, i.e. being decoded
+//! and about to be queued, so a lone request never waits for company that
+//! is not coming, and under load batches fill up: throughput grows with
+//! concurrency.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+use tokio::sync::oneshot;
+
+use crate::metrics::BatchStats;
+
+/// How batches are formed and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Most images in one run.
+    pub max_batch: usize,
+    /// Longest a batch waits for more images once it has one.
+    pub max_wait: Duration,
+    /// Sessions (and worker threads) per model.
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub threads: usize,
+}
+
+/// Why inference failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("{path}: cannot load ONNX Runtime: {reason}; give --onnxruntime or ORT_DYLIB_PATH", path = path.display())]
+    Runtime {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("model: {0}")]
+    Model(String),
+    #[error("inference failed: {0}")]
+    Run(String),
+    #[error("the inference workers stopped")]
+    Stopped,
+}
+
+/// Runs one batch: `input` holds `batch` samples back to back; the answer
+/// holds `batch` rows of logits back to back.
+pub trait Backend: Send + 'static {
+    fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String>;
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime from `library`, once per process (later calls reuse
+/// the first library).
+pub fn init_runtime(library: &Path) -> Result<(), EngineError> {
+    let result = ENVIRONMENT.get_or_init(|| {
+        ort::init_from(library)
+            .map_err(|e| e.to_string())?
+            .with_name("semiclass-serve")
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    result
+        .as_ref()
+        .map(|_| ())
+        .map_err(|reason| EngineError::Runtime {
+            path: library.to_path_buf(),
+            reason: reason.clone(),
+        })
+}
+
+/// One ONNX Runtime session of a model with an NCHW float input.
+pub struct OrtBackend {
+    session: Session,
+    input_name: String,
+    output_name: String,
+    /// `[3, height, width]` of one sample.
+    sample_shape: [usize; 3],
+}
+
+impl OrtBackend {
+    /// A session of the ONNX `model` running on `threads` intra-op threads.
+    pub fn new(
+        model: &[u8],
+        threads: usize,
+        io_names: (&str, &str),
+        sample_shape: [usize; 3],
+    ) -> Result<OrtBackend, EngineError> {
+        let err = |e: ort::Error| EngineError::Model(e.to_string());
+        let environment = match ENVIRONMENT.get() {
+            Some(Ok(environment)) => environment,
+            _ => return Err(EngineError::Model("ONNX Runtime is not loaded".into())),
+        };
+        let session = Session::builder(environment)
+            .map_err(err)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| err(e.into()))?
+            .with_intra_threads(threads)
+            .map_err(|e| err(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| err(e.into()))?
+            .commit_from_memory(model)
+            .map_err(err)?;
+        let (input_name, output_name) = (io_names.0.to_string(), io_names.1.to_string());
+        let has = |names: Vec<&str>, name: &str| names.contains(&name);
+        if !has(
+            session.inputs().iter().map(|i| i.name()).collect(),
+            &input_name,
+        ) || !has(
+            session.outputs().iter().map(|o| o.name()).collect(),
+            &output_name,
+        ) {
+            return Err(EngineError::Model(format!(
+                "the graph has no input {input_name:?} or no output {output_name:?} as the manifest says"
+            )));
+        }
+        Ok(OrtBackend {
+            session,
+            input_name,
+            output_name,
+            sample_shape,
+        })
+    }
+}
+
+impl Backend for OrtBackend {
+    fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String> {
+        let [c, h, w] = self.sample_shape;
+        let tensor = Tensor::from_array(([batch, c, h, w], input)).map_err(|e| e.to_string())?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| e.to_string())?;
+        let (_, logits) = outputs[self.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
+        Ok(logits.to_vec())
+    }
+}
+
+/// Where the logits of a queued image arrive.
+pub type Answer = oneshot::Receiver<Result<Vec<f32>, EngineError>>;
+
+struct Job {
+    input: Vec<f32>,
+    reply: oneshot::Sender<Result<Vec<f32>, EngineError>>,
+}
+
+/// The queue in front of a model's sessions.
+pub struct Batcher {
+    queue: mpsc::Sender<Job>,
+    classes: usize,
+    incoming: Arc<AtomicUsize>,
+}
+
+/// An image on its way to the queue (see [`Batcher::announce`]); dropping
+/// it withdraws the announcement.
+#[derive(Debug)]
+pub struct Announcement(Arc<AtomicUsize>);
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Batcher {
+    /// Starts one worker thread per backend. Each answer has `classes`
+    /// values per image.
+    pub fn start(
+        backends: Vec<Box<dyn Backend>>,
+        settings: BatchSettings,
+        classes: usize,
+        stats: Arc<BatchStats>,
+    ) -> Batcher {
+        let (queue, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let incoming = Arc::new(AtomicUsize::new(0));
+        for (i, backend) in backends.into_iter().enumerate() {
+            let collector = Collector {
+                rx: rx.clone(),
+                incoming: incoming.clone(),
+                settings,
+            };
+            let stats = stats.clone();
+            thread::Builder::new()
+                .name(format!("infer-{i}"))
+                .spawn(move || worker(&collector, backend, classes, &stats))
+                .expect("the system can start a thread");
+        }
+        Batcher {
+            queue,
+            classes,
+            incoming,
+        }
+    }
+
+    /// Says an image will be submitted soon (it is being decoded), so that
+    /// a forming batch waits for it.
+    pub fn announce(&self) -> Announcement {
+        self.incoming.fetch_add(1, Ordering::AcqRel);
+        Announcement(self.incoming.clone())
+    }
+
+    /// Queues one preprocessed image; the receiver gets its logits.
+    /// Dropping the receiver withdraws the image if it has not run yet.
+    pub fn submit(&self, input: Vec<f32>) -> Result<Answer, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { input, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(answer)
+    }
+
+    /// The logits of one preprocessed image.
+    pub async fn infer(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
+        self.submit(input)?
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Logits per image.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+}
+
+/// What a worker collects batches from.
+struct Collector {
+    rx: Arc<Mutex<Receiver<Job>>>,
+    incoming: Arc<AtomicUsize>,
+    settings: BatchSettings,
+}
+
+fn worker(
+    collector: &Collector,
+    mut backend: Box<dyn Backend>,
+    classes: usize,
+    stats: &BatchStats,
+) {
+    loop {
+        // Holding the lock while collecting makes this worker the only
+        // collector; the others are running their batches meanwhile.
+        let jobs = {
+            let rx = collector.rx.lock().unwrap_or_else(|e| e.into_inner());
+            match collector.collect(&rx) {
+                Some(jobs) => jobs,
+                None => return,
+            }
+        };
+        // A caller that gave up (timeout, disconnect) needs no answer.
+        let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        if !jobs.is_empty() {
+            run_batch(backend.as_mut(), jobs, classes, stats);
+        }
+    }
+}
+
+/// How often a waiting collector looks whether announced images remain.
+const POLL: Duration = Duration::from_micros(250);
+
+impl Collector {
+    /// The next batch: one job (blocking), everything already queued, then
+    /// announced images arriving within `max_wait`. `None` once the queue
+    /// is closed.
+    fn collect(&self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
+        let mut jobs = vec![rx.recv().ok()?];
+        let deadline = Instant::now() + self.settings.max_wait;
+        while jobs.len() < self.settings.max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.incoming.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    match rx.recv_timeout(left.min(POLL)) {
+                        Ok(job) => jobs.push(job),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        Some(jobs)
+    }
+}
+
+fn run_batch(backend: &mut dyn Backend, jobs: Vec<Job>, classes: usize, stats: &BatchStats) {
+    let n = jobs.len();
+    let mut input = Vec::with_capacity(n * jobs[0].input.len());
+    for job in &jobs {
+        input.extend_from_slice(&job.input);
+    }
+    let started = Instant::now();
+    let result = backend.run(input, n);
+    stats.record(n, started.elapsed());
+    match result {
+        Ok(logits) if logits.len() == n * classes => {
+            for (job, row) in jobs.into_iter().zip(logits.chunks(classes)) {
+                let _ = job.reply.send(Ok(row.to_vec()));
+            }
+        }
+        Ok(logits) => {
+            let err = EngineError::Run(format!(
+                "the model gave {} values for {n} images of {classes} classes",
+                logits.len()
+            ));
+            jobs.into_iter()
+                .for_each(|job| drop(job.reply.send(Err(err.clone()))));
+        }
+        Err(reason) => {
+            let err = EngineError::Run(reason);
+            jobs.into_iter()
+                .for_each(|job| drop(job.reply.send(Err(err.clone()))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums each sample into every class, and records the batch sizes.
+    struct Summer {
+        sizes: Arc<Mutex<Vec<usize>>>,
+        delay: Duration,
+    }
+
+    impl Backend for Summer {
+        fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String> {
+            thread::sleep(self.delay);
+            self.sizes.lock().unwrap().push(batch);
+            let per = input.len() / batch;
+            Ok(input
+                .chunks(per)
+                .flat_map(|s| [s.iter().sum(), -1.0])
+                .collect())
+        }
+    }
+
+    fn batcher(sessions: usize, max_wait_ms: u64) -> (Batcher, Arc<Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let backends = (0..sessions)
+            .map(|_| {
+                Box::new(Summer {
+                    sizes: sizes.clone(),
+                    delay: Duration::from_millis(20),
+                }) as Box<dyn Backend>
+            })
+            .collect();
+        let settings = BatchSettings {
+            max_batch: 4,
+            max_wait: Duration::from_millis(max_wait_ms),
+            sessions,
+            threads: 1,
+        };
+        let stats = Arc::new(BatchStats::default());
+        (Batcher::start(backends, settings, 2, stats), sizes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_batches_and_get_their_own_rows() {
+        let (batcher, sizes) = batcher(1, 5);
+        let batcher = Arc::new(batcher);
+        // Announced before any is queued, as the server does while decoding.
+        let announced: Vec<_> = (0..10).map(|_| batcher.announce()).collect();
+        let tasks: Vec<_> = announced
+            .into_iter()
+            .enumerate()
+            .map(|(i, announcement)| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move {
+                    let answer = batcher.submit(vec![i as f32, 1.0]);
+                    drop(announcement);
+                    answer.unwrap().await.unwrap()
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap().unwrap(), vec![i as f32 + 1.0, -1.0]);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 10);
+        assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
+        assert!(sizes.len() < 10, "no batching happened: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_does_not_wait_for_company() {
+        let (batcher, sizes) = batcher(2, 10_000);
+        let started = Instant::now();
+        assert_eq!(batcher.infer(vec![2.0]).await.unwrap(), vec![2.0, -1.0]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for max_wait"
+        );
+        assert_eq!(*sizes.lock().unwrap(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_output_size_is_an_error_not_a_panic() {
+        let stats = Arc::new(BatchStats::default());
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let summer = Summer {
+            sizes,
+            delay: Duration::ZERO,
+        };
+        let settings = BatchSettings {
+            max_batch: 2,
+            max_wait: Duration::ZERO,
+            sessions: 1,
+            threads: 1,
+        };
+        let batcher = Batcher::start(vec![Box::new(summer)], settings, 3, stats);
+        let err = batcher.infer(vec![1.0]).await.unwrap_err();
+        assert!(err.to_string().contains("2 values for 1 images"), "{err}");
+    }
+}

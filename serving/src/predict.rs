@@ -1,0 +1,338 @@
+//! `POST /v1/models/{id}/predict`: images in (multipart, a raw image body,
+//! or JSON with base64), top-k classes out. Every image goes through the
+//! shared preprocessing, so the server computes the tensor the trainer's
+//! evaluation computed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Answer;
+use crate::error::ApiError;
+use crate::state::{AppState, Model};
+
+/// Classes answered per image unless `topk` says otherwise.
+pub const DEFAULT_TOPK: usize = 5;
+
+const ACCEPTED: &str = "multipart/form-data, application/json, image/*, application/octet-stream";
+
+/// `?topk=N`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictQuery {
+    pub topk: Option<usize>,
+}
+
+/// A JSON request: one image or several, base64 (a `data:` URL prefix is
+/// allowed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    image: Option<String>,
+    images: Option<Vec<String>>,
+    topk: Option<usize>,
+}
+
+/// One class of an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScore {
+    pub class_id: usize,
+    pub class_name: String,
+    /// Softmax probability.
+    pub score: f32,
+}
+
+/// The answer for one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePrediction {
+    /// Position of the image in the request.
+    pub index: usize,
+    pub top: Vec<ClassScore>,
+}
+
+/// The answer of a prediction request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictResponse {
+    pub model: String,
+    pub predictions: Vec<ImagePrediction>,
+    /// Time from the body being read to the answer (preprocessing,
+    /// queueing, inference).
+    pub latency_ms: f64,
+}
+
+/// The handler.
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: Result<Query<PredictQuery>, QueryRejection>,
+    request: Request,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let model = state
+        .models
+        .get(&id)
+        .cloned()
+        .ok_or(ApiError::UnknownModel { id: id.clone() })?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (images, body_topk) = read_images(request, &state).await?;
+    let topk = check_topk(body_topk.or(query.topk), model.batcher.classes())?;
+    let started = Instant::now();
+    let limits = DecodeLimits {
+        max_pixels: state.limits.max_pixels,
+    };
+    let pending = submit_all(&model, images, limits).await?;
+    let mut predictions = Vec::with_capacity(pending.len());
+    for (index, answer) in pending.into_iter().enumerate() {
+        let logits = answer
+            .await
+            .map_err(|_| ApiError::Internal("the inference workers stopped".into()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let top = top_k(&logits, topk, &model.manifest.model.class_names);
+        predictions.push(ImagePrediction { index, top });
+    }
+    Ok(Json(PredictResponse {
+        model: id,
+        predictions,
+        latency_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+/// Preprocesses every image on the blocking pool (all at once) and queues
+/// each for inference as soon as its tensor is ready.
+async fn submit_all(
+    model: &Arc<Model>,
+    images: Vec<Bytes>,
+    limits: DecodeLimits,
+) -> Result<Vec<Answer>, ApiError> {
+    let spec = Arc::new(model.manifest.model.preprocess.clone());
+    let tasks: Vec<_> = images
+        .into_iter()
+        .map(|bytes| {
+            let spec = spec.clone();
+            let announcement = model.batcher.announce();
+            let task = tokio::task::spawn_blocking(move || preprocess_bytes(&bytes, limits, &spec));
+            (announcement, task)
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for (index, (_announcement, task)) in tasks.into_iter().enumerate() {
+        let tensor = task
+            .await
+            .map_err(|e| ApiError::Internal(format!("preprocessing: {e}")))?
+            .map_err(|e| ApiError::image(index, e))?;
+        let answer = model
+            .batcher
+            .submit(tensor.data)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
+fn check_topk(topk: Option<usize>, classes: usize) -> Result<usize, ApiError> {
+    match topk {
+        None => Ok(DEFAULT_TOPK.min(classes)),
+        Some(0) => Err(ApiError::BadRequest("topk must be at least 1".into())),
+        Some(k) => Ok(k.min(classes)),
+    }
+}
+
+/// The `k` most probable classes, most probable first (ties by class id).
+pub fn top_k(logits: &[f32], k: usize, names: &[String]) -> Vec<ClassScore> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|class_id| ClassScore {
+            class_id,
+            class_name: names.get(class_id).cloned().unwrap_or_default(),
+            score: exps[class_id] / sum,
+        })
+        .collect()
+}
+
+/// The images of the request, and a `topk` given in a JSON body.
+async fn read_images(
+    request: Request,
+    state: &AppState,
+) -> Result<(Vec<Bytes>, Option<usize>), ApiError> {
+    let kind = BodyKind::of(request.headers())?;
+    let (parts, body) = read_body(request, state.limits.max_body_bytes).await?;
+    let (images, topk) = match kind {
+        BodyKind::Raw => (vec![body], None),
+        BodyKind::Json => json_images(&body)?,
+        BodyKind::Multipart => (multipart_images(parts, body).await?, None),
+    };
+    if images.is_empty() {
+        return Err(ApiError::BadRequest("the request holds no image".into()));
+    }
+    if images.len() > state.limits.max_images {
+        return Err(ApiError::BadRequest(format!(
+            "{} images in one request, more than the limit of {}: split the request",
+            images.len(),
+            state.limits.max_images
+        )));
+    }
+    Ok((images, topk))
+}
+
+enum BodyKind {
+    Raw,
+    Json,
+    Multipart,
+}
+
+impl BodyKind {
+    fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+        let found = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = found
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            "multipart/form-data" => Ok(BodyKind::Multipart),
+            "application/json" => Ok(BodyKind::Json),
+            "application/octet-stream" => Ok(BodyKind::Raw),
+            m if m.starts_with("image/") => Ok(BodyKind::Raw),
+            _ => Err(ApiError::UnsupportedMediaType {
+                found: found.to_string(),
+                accepted: ACCEPTED.to_string(),
+            }),
+        }
+    }
+}
+
+/// The whole body, refusing one larger than `limit` (by its declared
+/// length before reading, by its actual length while reading).
+pub async fn read_body(request: Request, limit: usize) -> Result<(Parts, Bytes), ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    Ok((parts, bytes))
+}
+
+fn json_images(body: &[u8]) -> Result<(Vec<Bytes>, Option<usize>), ApiError> {
+    let request: JsonRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "JSON body: {e}; expected {{\"image\": \"<base64>\"}} or {{\"images\": [...]}}, optional \"topk\""
+        ))
+    })?;
+    let encoded: Vec<String> = request
+        .image
+        .into_iter()
+        .chain(request.images.into_iter().flatten())
+        .collect();
+    let images = encoded
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let data = text
+                .split_once(";base64,")
+                .map_or(text.as_str(), |(_, d)| d);
+            BASE64
+                .decode(data.trim())
+                .map(Bytes::from)
+                .map_err(|e| ApiError::BadRequest(format!("image {index}: not valid base64: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((images, request.topk))
+}
+
+/// Every part of a multipart body is an image.
+async fn multipart_images(parts: Parts, body: Bytes) -> Result<Vec<Bytes>, ApiError> {
+    let request = Request::from_parts(parts, Body::from(body));
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut images = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?
+    {
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("multipart body: {}", e.body_text())))?;
+        images.push(bytes);
+    }
+    Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_a_sorted_softmax() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let top = top_k(&[1.0, 3.0, 1.0], 2, &names);
+        assert_eq!(top.len(), 2);
+        assert_eq!((top[0].class_id, top[0].class_name.as_str()), (1, "b"));
+        assert_eq!(top[1].class_id, 0, "ties go to the lower class id");
+        let e = std::f32::consts::E;
+        let expected = e * e / (e * e + 2.0);
+        assert!((top[0].score - expected).abs() < 1e-6);
+        let all: f32 = top_k(&[1.0, 3.0, 1.0], 3, &names)
+            .iter()
+            .map(|c| c.score)
+            .sum();
+        assert!((all - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn topk_defaults_clamps_and_refuses_zero() {
+        assert_eq!(check_topk(None, 3).unwrap(), 3);
+        assert_eq!(check_topk(None, 10).unwrap(), DEFAULT_TOPK);
+        assert_eq!(check_topk(Some(50), 10).unwrap(), 10);
+        assert!(check_topk(Some(0), 10).is_err());
+    }
+
+    #[test]
+    fn json_bodies_take_base64_and_data_urls() {
+        let body = br#"{"image": "aGk=", "images": ["data:image/png;base64,eW8="], "topk": 2}"#;
+        let (images, topk) = json_images(body).unwrap();
+        assert_eq!(images, vec![Bytes::from("hi"), Bytes::from("yo")]);
+        assert_eq!(topk, Some(2));
+        let err = json_images(br#"{"images": ["%%"]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("image 0: not valid base64"),
+            "{err}"
+        );
+        let err = json_images(br#"{"picture": "aGk="}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,178 @@
+//! Everything the handlers share: the models, tokens, limits, counters and
+//! the optional issuer behind `/v1/activate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use semiclass_license_issuer::{Issuer, IssuerError};
+use semiclass_manifest::package::PackageManifest;
+
+use crate::engine::{Backend, BatchSettings, Batcher, EngineError, OrtBackend, init_runtime};
+use crate::limits::{Admission, Limits};
+use crate::metrics::{BatchStats, Metrics};
+use crate::package::{LoadedPackage, PackageError, load_package};
+use crate::tokens::{LiveTokens, TokenStore};
+
+/// How to start serving.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Package folders or zips.
+    pub packages: Vec<PathBuf>,
+    pub tokens: PathBuf,
+    /// ONNX Runtime library; `None`: the first package's own.
+    pub onnxruntime: Option<PathBuf>,
+    pub limits: Limits,
+    pub batch: BatchSettings,
+    /// `(database, private key)` of the license issuer, enabling
+    /// `/v1/activate`.
+    pub issuer: Option<(PathBuf, PathBuf)>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error("{path}: {source}", path = path.display())]
+    Engine { path: PathBuf, source: EngineError },
+    #[error("{0}")]
+    Issuer(#[from] IssuerError),
+    #[error("{second} and {first} are both package {id}: serve each package once", first = first.display(), second = second.display())]
+    DuplicateId {
+        id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error(
+        "no ONNX Runtime library: none of the packages ships one as a folder; give --onnxruntime PATH or set ORT_DYLIB_PATH"
+    )]
+    NoRuntime,
+    #[error("give at least one --package")]
+    NoPackage,
+}
+
+/// A served model.
+pub struct Model {
+    pub manifest: PackageManifest,
+    pub batcher: Batcher,
+    pub stats: Arc<BatchStats>,
+}
+
+/// The state behind every route.
+pub struct AppState {
+    pub models: BTreeMap<String, Arc<Model>>,
+    pub tokens: LiveTokens,
+    pub limits: Limits,
+    pub admission: Admission,
+    pub metrics: Arc<Metrics>,
+    pub issuer: Option<Arc<Issuer>>,
+    /// False while starting and once shutting down (`/readyz` says 503).
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    /// Loads and checks every package, starts its sessions and runs one
+    /// image through each, so the first request does not pay for warm-up.
+    pub fn load(config: &ServeConfig) -> Result<AppState, StartError> {
+        let packages = config
+            .packages
+            .iter()
+            .map(|p| load_package(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let library = config
+            .onnxruntime
+            .clone()
+            .or_else(|| packages.iter().find_map(|p| p.runtime_library.clone()))
+            .ok_or(StartError::NoRuntime)?;
+        init_runtime(&library).map_err(|source| StartError::Engine {
+            path: library.clone(),
+            source,
+        })?;
+        check_unique(&packages)?;
+        let mut models = BTreeMap::new();
+        for package in packages {
+            let id = package.manifest.package_id.clone();
+            models.insert(id, Arc::new(start_model(package, config.batch)?));
+        }
+        Self::assemble(config, models)
+    }
+
+    fn assemble(
+        config: &ServeConfig,
+        models: BTreeMap<String, Arc<Model>>,
+    ) -> Result<AppState, StartError> {
+        if models.is_empty() {
+            return Err(StartError::NoPackage);
+        }
+        let issuer = match &config.issuer {
+            Some((db, key)) => {
+                let key = semiclass_license_issuer::keys::read_private_key(key)?;
+                Some(Arc::new(Issuer::new(db, key)?))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        Ok(AppState {
+            models,
+            tokens: LiveTokens::new(TokenStore::new(&config.tokens)),
+            limits: config.limits,
+            admission: Admission::new(config.limits, metrics.clone()),
+            metrics,
+            issuer,
+            ready: AtomicBool::new(true),
+        })
+    }
+}
+
+/// Refuses two packages with the same id: their routes would collide.
+fn check_unique(packages: &[LoadedPackage]) -> Result<(), StartError> {
+    let mut seen: BTreeMap<&str, &PathBuf> = BTreeMap::new();
+    for package in packages {
+        let id = package.manifest.package_id.as_str();
+        if let Some(first) = seen.insert(id, &package.source) {
+            return Err(StartError::DuplicateId {
+                id: id.to_string(),
+                first: first.clone(),
+                second: package.source.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Starts the sessions of one package and warms them up.
+fn start_model(package: LoadedPackage, batch: BatchSettings) -> Result<Model, StartError> {
+    let spec = &package.manifest.model;
+    let side = spec.input_size as usize;
+    let sample_shape = [3, side, side];
+    let engine_err = |source| StartError::Engine {
+        path: package.source.clone(),
+        source,
+    };
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    for _ in 0..batch.sessions.max(1) {
+        let names = (spec.input_name.as_str(), spec.output_name.as_str());
+        let mut backend = OrtBackend::new(&package.model, batch.threads, names, sample_shape)
+            .map_err(engine_err)?;
+        let logits = backend
+            .run(vec![0.0; 3 * side * side], 1)
+            .map_err(|e| engine_err(EngineError::Model(e)))?;
+        if logits.len() != spec.class_names.len() {
+            return Err(engine_err(EngineError::Model(format!(
+                "the model gives {} logits but the manifest names {} classes",
+                logits.len(),
+                spec.class_names.len()
+            ))));
+        }
+        backends.push(Box::new(backend));
+    }
+    let stats = Arc::new(BatchStats::default());
+    let batcher = Batcher::start(backends, batch, spec.class_names.len(), stats.clone());
+    Ok(Model {
+        manifest: package.manifest,
+        batcher,
+        stats,
+    })
+}

@@ -1,0 +1,376 @@
+//! Access tokens: `sct_<id>_<secret>`, 256 random bits of secret. The token
+//! is shown once, when created; the token file keeps only its sha256, its
+//! public id (for `list` and `revoke`), a name and dates. The file is
+//! JSON, mode 0600, replaced atomically, and changes under a lock file, so
+//! `token create` and `token revoke` are safe while a server runs; the
+//! server notices the change on the next request.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// Every token starts with this, so a leaked one is easy to recognise.
+pub const TOKEN_PREFIX: &str = "sct_";
+const FILE_FORMAT: u32 = 1;
+
+/// One token as stored: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// Public handle, 8 hex digits, also part of the token.
+    pub id: String,
+    pub name: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds of revocation; a revoked token never authenticates.
+    pub revoked: Option<u64>,
+    /// Lowercase hex sha256 of the whole token.
+    pub sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    format: u32,
+    tokens: Vec<TokenRecord>,
+}
+
+/// Why the token file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}", path = path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: no token with id {id:?}: `semiclass-serve token list` shows them", path = path.display())]
+    UnknownId { path: PathBuf, id: String },
+}
+
+/// The token file.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    path: PathBuf,
+}
+
+impl TokenStore {
+    /// The token file at `path` (it need not exist yet).
+    pub fn new(path: impl Into<PathBuf>) -> TokenStore {
+        TokenStore { path: path.into() }
+    }
+
+    /// Where the tokens are kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every record, revoked ones included; none when the file is missing.
+    pub fn read(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        let path = &self.path;
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mode = fs::metadata(path).map_err(|e| self.io(e))?.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(self.invalid(format!(
+                "is readable by others (mode {mode:o}): run `chmod 600` on it"
+            )));
+        }
+        let file: TokenFile = serde_json::from_str(&text)
+            .map_err(|e| self.invalid(format!("not a token file: {e}")))?;
+        if file.format != FILE_FORMAT {
+            return Err(self.invalid(format!(
+                "token file format {} is not {FILE_FORMAT}: use the matching semiclass-serve",
+                file.format
+            )));
+        }
+        Ok(file.tokens)
+    }
+
+    /// Makes a new token named `name`; returns its record and the token,
+    /// which exists nowhere else: show it once.
+    pub fn create(&self, name: &str, now: u64) -> Result<(TokenRecord, String), TokenError> {
+        let _lock = self.lock()?;
+        let mut records = self.read()?;
+        let id = loop {
+            let id = hex(&random_bytes::<4>());
+            if !records.iter().any(|r| r.id == id) {
+                break id;
+            }
+        };
+        let token = format!(
+            "{TOKEN_PREFIX}{id}_{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+        );
+        let record = TokenRecord {
+            id,
+            name: name.to_string(),
+            created: now,
+            revoked: None,
+            sha256: hex(&sha256(&token)),
+        };
+        records.push(record.clone());
+        self.write(records)?;
+        Ok((record, token))
+    }
+
+    /// Revokes the token with this id (revoking twice keeps the first date).
+    pub fn revoke(&self, id: &str, now: u64) -> Result<TokenRecord, TokenError> {
+        let _lock = self.lock()?;
+        let mut records = self.read()?;
+        let Some(record) = records.iter_mut().find(|r| r.id == id) else {
+            return Err(TokenError::UnknownId {
+                path: self.path.clone(),
+                id: id.to_string(),
+            });
+        };
+        record.revoked.get_or_insert(now);
+        let revoked = record.clone();
+        self.write(records)?;
+        Ok(revoked)
+    }
+
+    /// Replaces the file atomically: a reader sees the old or the new one.
+    fn write(&self, tokens: Vec<TokenRecord>) -> Result<(), TokenError> {
+        let file = TokenFile {
+            format: FILE_FORMAT,
+            tokens,
+        };
+        let json = serde_json::to_string_pretty(&file).expect("a token file serializes") + "\n";
+        let tmp = self.sibling(".tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| self.io(e))?;
+        out.write_all(json.as_bytes())
+            .and_then(|()| out.sync_all())
+            .and_then(|()| fs::rename(&tmp, &self.path))
+            .map_err(|e| self.io(e))
+    }
+
+    /// Serialises changes between processes.
+    fn lock(&self) -> Result<File, TokenError> {
+        let path = self.sibling(".lock");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io(e))?;
+        file.lock().map_err(|e| self.io(e))?;
+        Ok(file)
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        self.path.with_file_name(name)
+    }
+
+    fn io(&self, source: std::io::Error) -> TokenError {
+        TokenError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn invalid(&self, reason: String) -> TokenError {
+        TokenError::Invalid {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+/// The hashes of the tokens that authenticate.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSet {
+    hashes: Vec<[u8; 32]>,
+}
+
+impl TokenSet {
+    /// The active (not revoked) tokens among `records`; a record whose hash
+    /// is not 64 hex digits never matches.
+    pub fn from_records(records: &[TokenRecord]) -> TokenSet {
+        let hashes = records
+            .iter()
+            .filter(|r| r.revoked.is_none())
+            .filter_map(|r| unhex32(&r.sha256))
+            .collect();
+        TokenSet { hashes }
+    }
+
+    /// Whether no token can authenticate.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Whether `token` is an active token. The presented token's hash is
+    /// compared with every stored hash in constant time, without stopping
+    /// at a match, so timing tells nothing about how close a guess was.
+    pub fn verify(&self, token: &str) -> bool {
+        let presented = sha256(token);
+        let mut found = Choice::from(0);
+        for hash in &self.hashes {
+            found |= hash.ct_eq(&presented);
+        }
+        found.into()
+    }
+}
+
+/// The active tokens of a file, re-read whenever the file changes (one
+/// `stat` per check), so a revocation takes effect at the next request.
+/// A file that cannot be read authenticates nobody.
+#[derive(Debug)]
+pub struct LiveTokens {
+    store: TokenStore,
+    cached: Mutex<(Option<FileStamp>, TokenSet)>,
+}
+
+/// What changes when the file is replaced or edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl LiveTokens {
+    /// Follows the tokens of `store`.
+    pub fn new(store: TokenStore) -> LiveTokens {
+        LiveTokens {
+            store,
+            cached: Mutex::new((None, TokenSet::default())),
+        }
+    }
+
+    /// Whether `token` is active now.
+    pub fn verify(&self, token: &str) -> bool {
+        self.current().verify(token)
+    }
+
+    /// The active tokens now.
+    pub fn current(&self) -> TokenSet {
+        let stamp = fs::metadata(self.store.path()).ok().map(|m| FileStamp {
+            inode: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        });
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != stamp {
+            let set = match self.store.read() {
+                Ok(records) => TokenSet::from_records(&records),
+                Err(err) => {
+                    tracing::error!("{err}; no token is accepted until it is fixed");
+                    TokenSet::default()
+                }
+            };
+            *cached = (stamp, set);
+        }
+        cached.1.clone()
+    }
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // Without randomness no safe token can be made; Linux's getrandom does
+    // not fail once the system has booted.
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, TokenStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path().join("tokens.json"));
+        (dir, store)
+    }
+
+    #[test]
+    fn a_created_token_verifies_and_only_its_hash_is_stored() {
+        let (_dir, store) = store();
+        let (record, token) = store.create("ci", 100).unwrap();
+        assert!(token.starts_with(&format!("{TOKEN_PREFIX}{}_", record.id)));
+        assert_eq!(token.len(), TOKEN_PREFIX.len() + 8 + 1 + 43);
+        let text = fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains(&token[TOKEN_PREFIX.len() + 9..]), "{text}");
+        let mode = fs::metadata(store.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let set = TokenSet::from_records(&store.read().unwrap());
+        assert!(set.verify(&token));
+        assert!(!set.verify(&token[..token.len() - 1]));
+        assert!(!set.verify(""));
+    }
+
+    #[test]
+    fn revoked_tokens_stop_verifying_and_others_keep_working() {
+        let (_dir, store) = store();
+        let (first, first_token) = store.create("a", 1).unwrap();
+        let (_, second_token) = store.create("b", 2).unwrap();
+        let live = LiveTokens::new(store.clone());
+        assert!(live.verify(&first_token) && live.verify(&second_token));
+        assert_eq!(store.revoke(&first.id, 3).unwrap().revoked, Some(3));
+        assert_eq!(store.revoke(&first.id, 4).unwrap().revoked, Some(3));
+        assert!(!live.verify(&first_token));
+        assert!(live.verify(&second_token));
+        let err = store.revoke("nope", 5).unwrap_err();
+        assert!(err.to_string().contains("token list"), "{err}");
+    }
+
+    #[test]
+    fn a_file_others_can_read_authenticates_nobody() {
+        let (_dir, store) = store();
+        let (_, token) = store.create("a", 1).unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.read().unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert!(!LiveTokens::new(store).verify(&token));
+    }
+
+    #[test]
+    fn a_missing_file_means_no_tokens() {
+        let (_dir, store) = store();
+        assert!(store.read().unwrap().is_empty());
+        assert!(LiveTokens::new(store).current().is_empty());
+    }
+}

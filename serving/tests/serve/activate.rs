@@ -1,0 +1,143 @@
+//! `POST /v1/activate` in front of the issuer library.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use semiclass_license_issuer::{IssuerDb, MintSpec, keys};
+use semiclass_licensing::fingerprint::ComponentKind;
+use semiclass_licensing::{
+    ActivationRequest, Fingerprint, Keyring, Serial, SignedLicense, unix_now,
+};
+use semiclass_serve::activate::ActivateResponse;
+use semiclass_serve::{AppState, app};
+
+use crate::common::*;
+
+/// A server with an issuer that sells `LARGE_ID` one activation per serial.
+struct Vendor {
+    /// Holds the folder of the packages and the issuer.
+    _fixture: Fixture,
+    app: axum::Router,
+    keyring: Keyring,
+    serial: Serial,
+}
+
+impl Vendor {
+    fn new() -> Vendor {
+        let fixture = Fixture::new();
+        let (db, key_path) = (
+            fixture.dir.path().join("issuer.sqlite"),
+            fixture.dir.path().join("vendor.key"),
+        );
+        let key = keys::generate();
+        keys::write_private_key(&key_path, &key).unwrap();
+        let mut keyring = Keyring::default();
+        keyring.insert(key.verifying_key());
+        let manifest: semiclass_manifest::package::PackageManifest = serde_json::from_str(
+            &std::fs::read_to_string(fixture.large.join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let mut issuer_db = IssuerDb::open(&db).unwrap();
+        let sha = &manifest.files[&manifest.model.onnx];
+        issuer_db
+            .add_package(LARGE_ID, std::slice::from_ref(sha), unix_now())
+            .unwrap();
+        let spec = MintSpec {
+            package_id: LARGE_ID.into(),
+            max_activations: 1,
+            expires: None,
+        };
+        let serial = issuer_db.mint(&spec, 1, unix_now()).unwrap()[0];
+        let mut config = fixture.config();
+        config.issuer = Some((db, key_path));
+        let app = app(Arc::new(AppState::load(&config).unwrap()));
+        Vendor {
+            _fixture: fixture,
+            app,
+            keyring,
+            serial,
+        }
+    }
+
+    async fn activate(&self, body: String, content_type: &str) -> (StatusCode, axum::body::Bytes) {
+        // No token: the serial is the credential.
+        let request = axum::http::Request::post("/v1/activate")
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let (status, _, body) = send(&self.app, request).await;
+        (status, body)
+    }
+}
+
+fn machine(name: &str) -> Fingerprint {
+    Fingerprint::from_raw([
+        (ComponentKind::MachineId, format!("id-{name}").as_str()),
+        (ComponentKind::Mac, &format!("mac-{name}")),
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_serial_activates_once_and_the_license_verifies() {
+    let vendor = Vendor::new();
+    let request = ActivationRequest::new(vendor.serial, LARGE_ID, &machine("a"), unix_now());
+    let (status, body) = vendor.activate(request.to_json(), "application/json").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let answer: ActivateResponse = serde_json::from_slice(&body).unwrap();
+    let payload = SignedLicense::from_armored(&answer.license)
+        .unwrap()
+        .verify(&vendor.keyring)
+        .unwrap();
+    assert_eq!(
+        (payload.serial, payload.package_id.as_str()),
+        (vendor.serial, LARGE_ID)
+    );
+    assert_eq!(payload.nonce, request.nonce);
+
+    let other = ActivationRequest::new(vendor.serial, LARGE_ID, &machine("b"), unix_now());
+    let (status, body) = vendor.activate(other.to_json(), "application/json").await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::FORBIDDEN, "activation_limit")
+    );
+    let wrong_package = ActivationRequest::new(vendor.serial, SMALL_ID, &machine("a"), unix_now());
+    let (status, body) = vendor
+        .activate(wrong_package.to_json(), "application/json")
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body).as_str()),
+        (403, "wrong_package")
+    );
+}
+
+#[tokio::test]
+async fn bad_activation_requests_get_4xx_with_codes() {
+    let vendor = Vendor::new();
+    let unknown = Serial::from_entropy(&[7; 12]);
+    let request = ActivationRequest::new(unknown, LARGE_ID, &machine("a"), unix_now());
+    let (status, body) = vendor.activate(request.to_json(), "application/json").await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body).as_str()),
+        (404, "unknown_serial")
+    );
+    let (status, body) = vendor
+        .activate("{\"serial\": 1}".into(), "application/json")
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body).as_str()),
+        (400, "bad_request")
+    );
+    let (status, body) = vendor.activate(request.to_json(), "text/plain").await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body).as_str()),
+        (415, "unsupported_media_type")
+    );
+    let (status, body) = vendor
+        .activate("x".repeat(100 << 10), "application/json")
+        .await;
+    assert_eq!(
+        (status.as_u16(), error_code(&body).as_str()),
+        (413, "body_too_large")
+    );
+}

@@ -1,0 +1,391 @@
+//! The API driven through the router with `oneshot`, no socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use semiclass_serve::app::{OPENAPI, ROUTES};
+use semiclass_serve::predict::PredictResponse;
+use semiclass_serve::{AppState, app};
+
+use crate::common::*;
+
+fn predict_uri(id: &str, query: &str) -> String {
+    format!("/v1/models/{id}/predict{query}")
+}
+
+fn answer(body: &[u8]) -> PredictResponse {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+/// The answer's top classes carry the scores the shared preprocessing and
+/// the model's weights give, most probable first.
+fn assert_scores(
+    fixture: &Fixture,
+    id: &str,
+    image: &[u8],
+    top: &[semiclass_serve::predict::ClassScore],
+) {
+    let expected = fixture.expected_scores(id, image);
+    let mut order: Vec<usize> = (0..expected.len()).collect();
+    order.sort_by(|&a, &b| expected[b].total_cmp(&expected[a]));
+    for (rank, class) in top.iter().enumerate() {
+        assert_eq!(
+            class.class_id, order[rank],
+            "rank {rank} of {id}: {top:?} vs {expected:?}"
+        );
+        assert_eq!(class.class_name, CLASSES[class.class_id]);
+        assert!(
+            (class.score - expected[class.class_id]).abs() < 1e-4,
+            "{top:?} vs {expected:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn models_are_listed_with_their_role_and_classes() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
+    let (status, _, body) = send(&app, get("/v1/models", Some(&fixture.bearer()))).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let models = json["models"].as_array().unwrap();
+    let ids: Vec<&str> = models.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [LARGE_ID, SMALL_ID]);
+    assert_eq!(models[0]["role"], "large");
+    assert_eq!(models[1]["role"], "small");
+    assert_eq!(models[0]["class_names"][2], "康乃馨");
+    assert_eq!(models[0]["model_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[tokio::test]
+async fn raw_multipart_and_json_bodies_give_the_evaluation_scores() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
+    let images: Vec<Vec<u8>> = (0..3).map(|i| png(40 + i * 9, 30, i as u8)).collect();
+    for id in [LARGE_ID, SMALL_ID] {
+        let raw = post(
+            &fixture,
+            &predict_uri(id, "?topk=3"),
+            "image/png",
+            images[0].clone(),
+        );
+        let (status, _, body) = send(&app, raw).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let raw = answer(&body);
+        assert_eq!((raw.model.as_str(), raw.predictions.len()), (id, 1));
+        assert_eq!(raw.predictions[0].top.len(), 3);
+        assert_scores(&fixture, id, &images[0], &raw.predictions[0].top);
+    }
+    let (content_type, body) = multipart(&images);
+    let (status, _, body) = send(
+        &app,
+        post(&fixture, &predict_uri(LARGE_ID, ""), &content_type, body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let many = answer(&body);
+    assert_eq!(many.predictions.len(), 3);
+    for (i, prediction) in many.predictions.iter().enumerate() {
+        assert_eq!(prediction.index, i);
+        assert_eq!(prediction.top.len(), 5, "topk defaults to 5");
+        assert_scores(&fixture, LARGE_ID, &images[i], &prediction.top);
+    }
+    let json = serde_json::json!({"images": [BASE64.encode(&images[1]), BASE64.encode(&images[2])], "topk": 2});
+    let request = post(
+        &fixture,
+        &predict_uri(SMALL_ID, "?topk=6"),
+        "application/json",
+        json.to_string().into(),
+    );
+    let (status, _, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    let json = answer(&body);
+    assert_eq!(json.predictions[1].top.len(), 2, "the body's topk wins");
+    assert_scores(&fixture, SMALL_ID, &images[2], &json.predictions[1].top);
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
+    let uri = predict_uri(LARGE_ID, "");
+    let good = png(20, 20, 1);
+    let (mp_type, empty_mp) = multipart(&[]);
+    let (_, nine) = multipart(&vec![good.clone(); 9]);
+    let json = "application/json";
+    // (query, content type, body, status, code) of posts to the large model.
+    let posts: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "",
+            "text/plain",
+            good.clone(),
+            415,
+            "unsupported_media_type",
+        ),
+        ("", "", good.clone(), 415, "unsupported_media_type"),
+        ("", "image/png", vec![0; 2 << 20], 413, "body_too_large"),
+        (
+            "",
+            "image/png",
+            png_bomb(100_000, 100_000),
+            413,
+            "too_many_pixels",
+        ),
+        ("", "image/png", b"not an image".to_vec(), 422, "bad_image"),
+        (
+            "",
+            "image/png",
+            good[..good.len() / 2].to_vec(),
+            422,
+            "bad_image",
+        ),
+        ("", "image/png", Vec::new(), 422, "bad_image"),
+        ("", json, b"{\"image\": 3}".to_vec(), 400, "bad_request"),
+        ("", json, b"{}".to_vec(), 400, "bad_request"),
+        ("", &mp_type, empty_mp, 400, "bad_request"),
+        (
+            "",
+            "multipart/form-data",
+            b"--x\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        ("", &mp_type, nine, 400, "bad_request"),
+        ("?topk=0", "image/png", good.clone(), 400, "bad_request"),
+        ("?topk=x", "image/png", good.clone(), 400, "bad_request"),
+        ("?k=1", "image/png", good.clone(), 400, "bad_request"),
+    ];
+    let mut cases: Vec<(Request<Body>, u16, &str)> = posts
+        .into_iter()
+        .map(|(query, content_type, body, status, code)| {
+            let uri = predict_uri(LARGE_ID, query);
+            (post(&fixture, &uri, content_type, body), status, code)
+        })
+        .collect();
+    let unknown = post(
+        &fixture,
+        &predict_uri("nope", ""),
+        "image/png",
+        good.clone(),
+    );
+    cases.push((unknown, 404, "unknown_model"));
+    cases.push((
+        get("/v2/nothing", Some(&fixture.bearer())),
+        404,
+        "not_found",
+    ));
+    cases.push((
+        get(&uri, Some(&fixture.bearer())),
+        405,
+        "method_not_allowed",
+    ));
+    cases.push((get("/v1/activate", None), 404, "not_found"));
+    for (request, status, code) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, headers, body) = send(&app, request).await;
+        assert_eq!(
+            got.as_u16(),
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+        assert_eq!(error_code(&body), code, "{what}");
+    }
+    let (status, _, _) = send(&app, post(&fixture, &uri, "image/png", good)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_guard_everything_but_the_probes_and_the_page() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
+    let wrong = format!("Bearer {}x", fixture.token);
+    let revoked = format!("Bearer {}", fixture.revoked_token);
+    let basic = format!("Basic {}", fixture.token);
+    let bad: [Option<&str>; 5] = [
+        None,
+        Some("Bearer"),
+        Some(&wrong),
+        Some(&revoked),
+        Some(&basic),
+    ];
+    let mut bodies = Vec::new();
+    for (method, path, guarded) in ROUTES {
+        let path = path.replace("{id}", LARGE_ID);
+        for authorization in bad {
+            let mut request = Request::builder().method(method.clone()).uri(&path);
+            if let Some(value) = authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let (status, headers, body) = send(&app, request.body(Body::empty()).unwrap()).await;
+            if guarded {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} {authorization:?}"
+                );
+                assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+                bodies.push(body);
+            } else {
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+        }
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "401 answers differ"
+    );
+    assert_eq!(error_code(&bodies[0]), "unauthorized");
+    let (status, _, _) = send(&app, get("/healthz", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&app, get("/readyz", None)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_page_is_self_contained_and_locked_down() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
+    for path in ["/", "/assets/tryout.js", "/assets/tryout.css"] {
+        let (status, headers, body) = send(&app, get(path, None)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path} links outside"
+        );
+        assert!(
+            !text.contains("innerHTML"),
+            "{path}: server data must go in as text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_describes_exactly_the_routes() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.issuer = None;
+    let app = app(Arc::new(AppState::load(&config).unwrap()));
+    let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    let mut described = Vec::new();
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            described.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut routed: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    described.sort();
+    routed.sort();
+    assert_eq!(described, routed);
+    for (method, path, guarded) in ROUTES {
+        let public =
+            paths[path][method.as_str().to_lowercase()]["security"] == serde_json::json!([]);
+        assert_eq!(public, !guarded, "{method} {path}: security in the spec");
+        if path == "/v1/activate" {
+            continue; // mounted only with an issuer: see activate.rs
+        }
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path.replace("{id}", LARGE_ID))
+            .header(header::AUTHORIZATION, fixture.bearer())
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, _) = send(&app, request).await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
+    let (status, headers, _) = send(&app, get("/openapi.json", Some(&fixture.bearer()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_and_counted() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.batch.sessions = 1;
+    config.batch.max_wait = Duration::from_millis(20);
+    let state = Arc::new(AppState::load(&config).unwrap());
+    let app = app(state);
+    let image = png(24, 24, 3);
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let request = post(
+                &fixture,
+                &predict_uri(SMALL_ID, ""),
+                "image/png",
+                image.clone(),
+            );
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, request).await.0 })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    let (_, _, body) = send(&app, get("/metrics", Some(&fixture.bearer()))).await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("{series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let images = value(&format!("semiclass_images_total{{model=\"{SMALL_ID}\"}}"));
+    let batches = value(&format!("semiclass_batches_total{{model=\"{SMALL_ID}\"}}"));
+    // Warm-up runs are not counted: only the 24 requests' images.
+    assert_eq!(images, 24.0);
+    assert!(batches < 24.0, "{batches} batches: no batching");
+    let route = "semiclass_http_requests_total{route=\"/v1/models/{id}/predict\",status=\"200\"}";
+    assert_eq!(value(route), 24.0);
+    assert!(text.contains("semiclass_requests_in_flight 0"), "{text}");
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_answers_503() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.limits.request_timeout = Duration::ZERO;
+    let app = app(Arc::new(AppState::load(&config).unwrap()));
+    let request = post(
+        &fixture,
+        &predict_uri(LARGE_ID, ""),
+        "image/png",
+        png(30, 30, 0),
+    );
+    let (status, headers, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "timeout");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn a_changed_package_file_stops_the_start() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.small.join("README.md"), "edited").unwrap();
+    let err = AppState::load(&fixture.config()).err().unwrap().to_string();
+    assert!(
+        err.contains("README.md: package file was changed or damaged"),
+        "{err}"
+    );
+    let mut config = fixture.config();
+    config.packages = vec![fixture.large.clone(), fixture.large.clone()];
+    let err = AppState::load(&config).err().unwrap().to_string();
+    assert!(err.contains("serve each package once"), "{err}");
+}

@@ -1,0 +1,302 @@
+//! Packages, tokens, images and a server for the tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use semiclass_manifest::PreprocessSpec;
+use semiclass_manifest::checkpoint::Role;
+use semiclass_manifest::package::PackageManifest;
+use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
+use semiclass_serve::package::{handmade_manifest, seal_folder};
+use semiclass_serve::tokens::TokenStore;
+use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub const LARGE_ID: &str = "tiny-large-cpu-x86_64-0001";
+pub const SMALL_ID: &str = "tiny-small-cpu-x86_64-0002";
+pub const CLASSES: [&str; 6] = ["cat", "dog", "康乃馨", "sunflower", "daisy", "tulip"];
+
+/// The weights of a tiny linear model (see `fixtures/make_tiny_onnx.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Weights {
+    conv_w: Vec<[f32; 3]>,
+    conv_b: Vec<f32>,
+    fc_w: Vec<Vec<f32>>,
+    fc_b: Vec<f32>,
+}
+
+impl Weights {
+    /// The model's logits for a CHW tensor: it sees only channel means.
+    pub fn logits(&self, chw: &[f32]) -> Vec<f32> {
+        let plane = chw.len() / 3;
+        let mean: Vec<f32> = (0..3)
+            .map(|c| chw[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32)
+            .collect();
+        let hidden: Vec<f32> = (0..self.conv_w.len())
+            .map(|o| self.conv_b[o] + (0..3).map(|c| self.conv_w[o][c] * mean[c]).sum::<f32>())
+            .collect();
+        (0..self.fc_w.len())
+            .map(|k| {
+                self.fc_b[k]
+                    + hidden
+                        .iter()
+                        .zip(&self.fc_w[k])
+                        .map(|(h, w)| h * w)
+                        .sum::<f32>()
+            })
+            .collect()
+    }
+}
+
+/// Two packages (a large one at 24 px, a small one at 16 px), a token
+/// file with one active and one revoked token.
+pub struct Fixture {
+    pub dir: TempDir,
+    pub large: PathBuf,
+    pub small: PathBuf,
+    pub tokens: PathBuf,
+    pub token: String,
+    pub revoked_token: String,
+    pub weights: BTreeMap<&'static str, (Weights, PreprocessSpec)>,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut weights = BTreeMap::new();
+        let mut write = |id: &'static str, role, size, seed| {
+            let model = tiny_model(CLASSES.len(), size, seed);
+            let package = dir.path().join(id);
+            let manifest = write_package(&package, &model, id, role, size);
+            let w: Weights =
+                serde_json::from_str(&fs::read_to_string(model.join("weights.json")).unwrap())
+                    .unwrap();
+            weights.insert(id, (w, manifest.model.preprocess));
+            package
+        };
+        let large = write(LARGE_ID, Role::Large, 24, 1);
+        let small = write(SMALL_ID, Role::Small, 16, 2);
+        let tokens = dir.path().join("tokens.json");
+        let store = TokenStore::new(&tokens);
+        let (_, token) = store.create("tests", 1).unwrap();
+        let (revoked, revoked_token) = store.create("old", 1).unwrap();
+        store.revoke(&revoked.id, 2).unwrap();
+        Fixture {
+            dir,
+            large,
+            small,
+            tokens,
+            token,
+            revoked_token,
+            weights,
+        }
+    }
+
+    /// Settings small enough for tests.
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig {
+            packages: vec![self.large.clone(), self.small.clone()],
+            tokens: self.tokens.clone(),
+            onnxruntime: Some(onnxruntime()),
+            limits: Limits {
+                max_body_bytes: 1 << 20,
+                max_pixels: 1_000_000,
+                max_images: 8,
+                ..Limits::default()
+            },
+            batch: BatchSettings {
+                max_batch: 8,
+                max_wait: Duration::from_millis(2),
+                sessions: 2,
+                threads: 1,
+            },
+            issuer: None,
+        }
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::new(AppState::load(&self.config()).unwrap())
+    }
+
+    /// The scores the model of `id` must give `image`: the shared
+    /// preprocessing, the model's weights, a softmax.
+    pub fn expected_scores(&self, id: &str, image: &[u8]) -> Vec<f32> {
+        let (weights, spec) = &self.weights[id];
+        let tensor = preprocess_bytes(image, DecodeLimits::default(), spec).unwrap();
+        let logits = weights.logits(&tensor.data);
+        let max = logits.iter().copied().fold(f32::MIN, f32::max);
+        let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        exps.iter().map(|e| e / sum).collect()
+    }
+
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+/// The ONNX Runtime library the tests load.
+pub fn onnxruntime() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .expect(
+            "set ORT_DYLIB_PATH to the onnxruntime wheel's libonnxruntime.so (`make test` does)",
+        )
+}
+
+/// A tiny model made once by the fixture script (with the venv's `onnx`)
+/// and kept under the target folder; a folder appears only complete.
+fn tiny_model(classes: usize, size: u32, seed: u32) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_tiny_onnx.py");
+    let version = hex(&Sha256::digest(fs::read(&script).unwrap())[..6]);
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixtures");
+    let dir = root.join(format!("tiny-{classes}-{size}-{seed}-{version}"));
+    if dir.join("weights.json").exists() {
+        return dir;
+    }
+    fs::create_dir_all(&root).unwrap();
+    let partial = tempfile::tempdir_in(&root).unwrap();
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(partial.path())
+        .args([classes.to_string(), size.to_string(), seed.to_string()])
+        .status()
+        .expect("python3 with the `onnx` package on PATH (the dev venv; `make test` sets it)");
+    assert!(status.success(), "{} failed", script.display());
+    // Another test process may have won the race: either copy is fine.
+    let _ = fs::rename(partial.keep(), &dir);
+    dir
+}
+
+/// A package folder as the exporter writes one: the model and a README,
+/// every file hashed in the manifest.
+pub fn write_package(dir: &Path, model: &Path, id: &str, role: Role, size: u32) -> PackageManifest {
+    fs::create_dir_all(dir.join("model")).unwrap();
+    fs::copy(model.join("model.onnx"), dir.join("model/model.onnx")).unwrap();
+    fs::write(dir.join("README.md"), format!("# {id}\n")).unwrap();
+    let classes = CLASSES.iter().map(|c| c.to_string()).collect();
+    let manifest = handmade_manifest(id, &format!("tiny_{size}"), role, classes, size);
+    seal_folder(dir, manifest).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A PNG of `width` x `height` with a colour gradient seeded by `seed`.
+pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 7 + u32::from(seed) * 40) as u8,
+            (y * 5 + u32::from(seed) * 90) as u8,
+            seed.wrapping_mul(61),
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A small PNG whose header declares `width` x `height`: a decompression
+/// bomb as the header check sees it (the pixels would be all zeros).
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend(height.to_be_bytes());
+    header.extend([8, 2, 0, 0, 0]);
+    // zlib of a few zero bytes: a start of the pixel stream.
+    let idat = [
+        0x78, 0x9c, 0x63, 0x60, 0x60, 0x60, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01,
+    ];
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", &header[..]),
+        (b"IDAT", &idat[..]),
+        (b"IEND", &[][..]),
+    ] {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(data);
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A multipart body with one part per image.
+pub fn multipart(images: &[Vec<u8>]) -> (String, Vec<u8>) {
+    let boundary = "semiclass-test-boundary";
+    let mut body = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        body.extend(format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{i}.png\"\r\nContent-Type: image/png\r\n\r\n"
+        ).as_bytes());
+        body.extend(image);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// One request through the router, no socket.
+pub async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+/// A POST of `body` as `content_type` with the fixture's token.
+pub fn post(fixture: &Fixture, uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(uri)
+        .header(header::AUTHORIZATION, fixture.bearer())
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A GET with an optional `Authorization` value.
+pub fn get(uri: &str, authorization: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(uri);
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+/// The `{code, message}` of an error answer; panics on anything else.
+pub fn error_code(body: &[u8]) -> String {
+    let error: semiclass_serve::ErrorBody = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not an error body ({e}): {}", String::from_utf8_lossy(body)));
+    assert!(!error.message.is_empty());
+    error.code
+}

@@ -1,0 +1,7 @@
+//! semiclass-serve's integration tests: one binary made of modules.
+
+mod activate;
+mod api;
+mod common;
+mod page;
+mod socket;
