@@ -3,5 +3,6 @@
 mod check;
 mod common;
 mod demo_data;
+mod export;
 mod models;
 mod train;

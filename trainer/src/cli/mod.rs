@@ -2,6 +2,7 @@
 
 mod check;
 mod demo_data;
+mod export;
 mod models;
 mod train;
 
@@ -23,6 +24,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Build a real dataset folder from data installed on this machine.
     DemoData(demo_data::DemoDataArgs),
+    /// Export a checkpoint as an ONNX package for a target runtime (<model>-<target>.zip).
+    Export(export::ExportArgs),
     /// List the model zoo: names, family, parameter count, default input size.
     Models,
     /// Train: the large model semi-supervised (--mode large).
@@ -34,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
+        Command::Export(args) => export::run(args),
         Command::Models => models::run(),
         Command::Train(args) => train::run(args),
     }
