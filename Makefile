@@ -47,6 +47,9 @@ demo: setup
 	@# The large model, CPU-sized: resnet18 at 32 px, 2 supervised + 2 FixMatch epochs.
 	$(SEMICLASS) train --mode large --data $(DEMO_DATASET) -o run.dir=$(CURDIR)/runs \
 		-o large.model=resnet18 -o large.input_size=32 -o large.epochs=2 -o large.ssl.epochs=2
+	@# The newest run's best checkpoint as a CPU package (ONNX + ONNX Runtime).
+	$(SEMICLASS) export "$$(ls -td $(CURDIR)/runs/*/ | head -n 1)checkpoints/best.safetensors" \
+		--target cpu-x86_64 --out $(CURDIR)/packages --force
 
 # timm parity fixtures (random weights, inputs, timm's logits), remade when
 # the script changes.
