@@ -39,11 +39,14 @@ fn main() -> anyhow::Result<()> {
     let lib = std::env::var("ORT_DYLIB_PATH").context("ORT_DYLIB_PATH (make bench sets it)")?;
     let env = ort::init_from(&lib)?.build()?;
     // The builder's errors carry the builder back; drop it for anyhow.
-    let mut session = Session::builder(&env)?
+    let builder = Session::builder(&env)?;
+    let builder = builder
         .with_intra_threads(2)
-        .and_then(|b| b.with_inter_threads(1))
-        .map_err(ort::Error::<()>::from)?
-        .commit_from_memory(&package.model_bytes()?)?;
+        .map_err(ort::Error::<()>::from)?;
+    let mut builder = builder
+        .with_inter_threads(1)
+        .map_err(ort::Error::<()>::from)?;
+    let mut session = builder.commit_from_memory(&package.model_bytes()?)?;
     for image in images.iter().take(5) {
         classify(&mut session, &package, image)?;
     }
