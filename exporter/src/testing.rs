@@ -1,14 +1,12 @@
 //! Test helpers: checkpoints written without tch, as the trainer writes them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::{
-    CHECKPOINT_FORMAT_VERSION, CheckpointMeta, Role, WeightsKind,
-};
+use semiclass_manifest::checkpoint::CheckpointMeta;
 use semiclass_manifest::checkpoint_file::META_KEY;
 use semiclass_models::backend::ParamKind;
 use semiclass_models::{Model, ModelOptions};
@@ -45,27 +43,11 @@ pub fn random_tensors(model: &Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 /// Checkpoint metadata for `model` with classes `c0, c1, ...`.
 pub fn meta(model: &Model) -> CheckpointMeta {
     let size = model.options.input_size as u32;
-    CheckpointMeta {
-        format_version: CHECKPOINT_FORMAT_VERSION,
-        model: model.entry.name.into(),
-        num_classes: model.options.num_classes,
-        input_size: size,
-        class_names: (0..model.options.num_classes)
-            .map(|i| format!("c{i}"))
-            .collect(),
-        preprocess: PreprocessSpec::for_input(size, model.entry.mean, model.entry.std),
-        role: Role::Small,
-        stage: "test".into(),
-        epoch: 1,
-        step: 2,
-        metrics: BTreeMap::new(),
-        weights: WeightsKind::Raw,
-        created: "2025-01-01T00:00:00Z".into(),
-        created_unix: 1_735_689_600,
-        run_id: None,
-        run_dir: None,
-        teacher: None,
-    }
+    let names = (0..model.options.num_classes)
+        .map(|i| format!("c{i}"))
+        .collect();
+    let preprocess = PreprocessSpec::for_input(size, model.entry.mean, model.entry.std);
+    CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test")
 }
 
 /// Writes `tensors` with `meta` as a checkpoint file.

@@ -4,14 +4,11 @@
 //!
 //! Usage: random-checkpoint MODEL INPUT_SIZE CLASSES OUT.safetensors
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::{
-    CHECKPOINT_FORMAT_VERSION, CheckpointMeta, Role, WeightsKind,
-};
+use semiclass_manifest::checkpoint::CheckpointMeta;
 use semiclass_models::{Model, ModelOptions};
 use semiclass_trainer::checkpoint::save_checkpoint;
 use semiclass_trainer::nn::Network;
@@ -27,26 +24,9 @@ fn main() -> anyhow::Result<()> {
     tch::manual_seed(0);
     let model = Model::new(name, ModelOptions::new(classes, size))?;
     let preprocess = PreprocessSpec::for_input(size as u32, model.entry.mean, model.entry.std);
-    let mut meta = CheckpointMeta {
-        format_version: CHECKPOINT_FORMAT_VERSION,
-        model: model.entry.name.into(),
-        num_classes: classes,
-        input_size: size as u32,
-        class_names: (0..classes).map(|i| format!("class{i}")).collect(),
-        preprocess,
-        role: Role::Small,
-        stage: "random".into(),
-        epoch: 0,
-        step: 0,
-        metrics: BTreeMap::new(),
-        weights: WeightsKind::Raw,
-        created: String::new(),
-        created_unix: 0,
-        run_id: None,
-        run_dir: None,
-        teacher: None,
-    };
-    meta.stamp_now();
+    let names = (0..classes).map(|i| format!("class{i}")).collect();
+    let meta =
+        CheckpointMeta::untrained(model.entry.name, names, size as u32, preprocess, "random");
     let net = Network::new(model, Device::Cpu);
     save_checkpoint(Path::new(out), &net.named_tensors(), &meta)?;
     Ok(())

@@ -20,9 +20,7 @@ use semiclass_dataset::fashion_mnist::{CLASS_NAMES, DEBIAN_DIR, read_split};
 use semiclass_exporter::onnx::ModelProto;
 use semiclass_exporter::{OnnxModel, export_checkpoint};
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::{
-    CHECKPOINT_FORMAT_VERSION, CheckpointMeta, Role, WeightsKind,
-};
+use semiclass_manifest::checkpoint::CheckpointMeta;
 use semiclass_models::backend::{Init, ParamKind};
 use semiclass_models::registry::SEED_NAMES;
 use semiclass_models::{Model, ModelOptions};
@@ -145,27 +143,9 @@ fn center_head(net: &Network, x: &Tensor) {
 }
 
 fn meta(model: &Model, preprocess: PreprocessSpec) -> CheckpointMeta {
-    let mut meta = CheckpointMeta {
-        format_version: CHECKPOINT_FORMAT_VERSION,
-        model: model.entry.name.into(),
-        num_classes: CLASS_NAMES.len(),
-        input_size: model.options.input_size as u32,
-        class_names: CLASS_NAMES.iter().map(|c| c.to_string()).collect(),
-        preprocess,
-        role: Role::Small,
-        stage: "test".into(),
-        epoch: 0,
-        step: 0,
-        metrics: BTreeMap::new(),
-        weights: WeightsKind::Raw,
-        created: String::new(),
-        created_unix: 0,
-        run_id: None,
-        run_dir: None,
-        teacher: None,
-    };
-    meta.stamp_now();
-    meta
+    let names = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
+    let size = model.options.input_size as u32;
+    CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test")
 }
 
 fn ort_env() -> &'static ort::environment::Environment {
