@@ -244,6 +244,25 @@ fn check_proto(onnx: &OnnxModel, batch_norms: usize) {
 /// Exports a random `name` at `size` px and compares ONNX Runtime with tch
 /// on `images` real images.
 pub fn check_export(name: &str, size: usize, images: usize) {
+    check_export_within(name, size, images, STRICT);
+}
+
+/// How close ONNX Runtime and tch must be.
+#[derive(Clone, Copy)]
+struct Tolerance {
+    /// Of max(1, max|logit|).
+    relative: f32,
+    /// Images whose top-1 may differ.
+    top1_misses: usize,
+}
+
+/// The bound: 1e-4 × max(1, max|logit|), every top-1 equal.
+const STRICT: Tolerance = Tolerance {
+    relative: 1e-4,
+    top1_misses: 0,
+};
+
+fn check_export_within(name: &str, size: usize, images: usize, tol: Tolerance) {
     tch::manual_seed(0);
     let model = Model::new(name, ModelOptions::new(CLASS_NAMES.len(), size)).unwrap();
     let (mean, std) = (model.entry.mean, model.entry.std);
@@ -264,7 +283,12 @@ pub fn check_export(name: &str, size: usize, images: usize) {
     let file = dir.path().join("model.onnx");
     std::fs::write(&file, &onnx.bytes).unwrap();
     onnx_checker(&file);
-    compare(name, &ort_logits(&onnx.bytes, &x), &tch_logits(&net, &x));
+    compare(
+        name,
+        &ort_logits(&onnx.bytes, &x),
+        &tch_logits(&net, &x),
+        tol,
+    );
 }
 
 fn top1(logits: &[f32]) -> Vec<usize> {
@@ -279,7 +303,7 @@ fn top1(logits: &[f32]) -> Vec<usize> {
         .collect()
 }
 
-fn compare(name: &str, ort: &[f32], tch: &[f32]) {
+fn compare(name: &str, ort: &[f32], tch: &[f32], tol: Tolerance) {
     assert_eq!(ort.len(), tch.len(), "{name}: output sizes");
     let max_diff = ort
         .iter()
@@ -298,11 +322,16 @@ fn compare(name: &str, ort: &[f32], tch: &[f32]) {
         top_tch.len(),
         distinct.len()
     );
+    let bound = tol.relative * scale;
     assert!(
-        max_diff <= 1e-4 * scale,
-        "{name}: max |Δlogit| {max_diff} > 1e-4 × {scale}"
+        max_diff <= bound,
+        "{name}: max |Δlogit| {max_diff} > {bound}"
     );
-    assert_eq!(agree, top_tch.len(), "{name}: top-1 differs");
+    let misses = top_tch.len() - agree;
+    assert!(
+        misses <= tol.top1_misses,
+        "{name}: top-1 differs on {misses} images"
+    );
     // Logits that do not depend on the image would make the comparison moot.
     assert!(
         distinct.len() >= 3,
@@ -353,12 +382,28 @@ fn swin_export_matches_tch() {
 /// real size on 50 images each: slow and memory-hungry (vit_large is 1.2 GB,
 /// held several times over), so run on demand:
 /// `cargo test -p semiclass-trainer --test zoo export -- --ignored --nocapture`.
+///
+/// hgnetv2_b6 with random weights is too ill-conditioned in float32 for the
+/// strict bound, whatever runs it: timm's own model (tests/fixtures'
+/// randomisation and BatchNorm calibration, 2 images) differs from itself
+/// in float64 by 1.6e-3 at max |logit| 1.03 (hgnetv2_b4: 1.3e-5 at 0.57).
+/// Its bound is that float32 floor, twice over, and one top-1 in 50 may
+/// flip at a near tie; every other model is held to the strict bound.
 #[test]
 #[ignore]
 fn seed_models_and_swin_on_500_images_export_matches_tch() {
     check_export("swin_tiny_patch4_window7_224", 224, IMAGES);
+    let float32_floor = Tolerance {
+        relative: 2.0 * 1.6e-3,
+        top1_misses: 1,
+    };
     for (seed, timm) in SEED_NAMES {
         eprintln!("{seed}:");
-        check_export(timm, 224, 50);
+        let tol = if *timm == "hgnetv2_b6" {
+            float32_floor
+        } else {
+            STRICT
+        };
+        check_export_within(timm, 224, 50, tol);
     }
 }
