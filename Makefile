@@ -68,6 +68,8 @@ demo: setup
 	$(SEMICLASS) eval $(DEMO_SMALL_BEST) --data $(DEMO_DATASET) --split test
 	$(SEMICLASS) mark $(DEMO_LARGE_BEST) demo-large --note "make demo: large model"
 	$(SEMICLASS) mark $(DEMO_SMALL_BEST) demo-small --note "make demo: small model"
+	@# The small model as a CPU package (ONNX + ONNX Runtime + the SDK).
+	$(SEMICLASS) export $(DEMO_SMALL_BEST) --target cpu-x86_64 --out $(CURDIR)/packages --force
 
 # timm parity fixtures (random weights, inputs, timm's logits), remade when
 # the script changes.

@@ -86,9 +86,10 @@ pub enum DemoError {
     },
 }
 
-struct Split {
-    images: Vec<[u8; 784]>,
-    labels: Vec<u8>,
+/// One official split: 28x28 grey images (row-major) and their labels.
+pub struct Split {
+    pub images: Vec<[u8; 784]>,
+    pub labels: Vec<u8>,
 }
 
 /// Builds the dataset at `out`. The folder is assembled under a temporary
@@ -299,7 +300,9 @@ fn write_pngs(dir: &Path, split: &str, data: &Split) -> Result<(), DemoError> {
         })
 }
 
-fn read_split(source: &Path, prefix: &str) -> Result<Split, DemoError> {
+/// Reads the official split `prefix` (`train` or `t10k`) from `source`
+/// (e.g. [`DEBIAN_DIR`]).
+pub fn read_split(source: &Path, prefix: &str) -> Result<Split, DemoError> {
     let images_path = source.join(format!("{prefix}-images-idx3-ubyte.gz"));
     let labels_path = source.join(format!("{prefix}-labels-idx1-ubyte.gz"));
     let images = read_idx(&images_path, 0x0803)?;

@@ -76,6 +76,39 @@ pub struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
+    /// Metadata of weights that were not trained (random initialisation, for
+    /// benchmarks and tests): a small model at step 0 of stage `stage`, no
+    /// metrics, stamped now.
+    pub fn untrained(
+        model: &str,
+        class_names: Vec<String>,
+        input_size: u32,
+        preprocess: PreprocessSpec,
+        stage: &str,
+    ) -> CheckpointMeta {
+        let mut meta = CheckpointMeta {
+            format_version: CHECKPOINT_FORMAT_VERSION,
+            model: model.into(),
+            num_classes: class_names.len(),
+            input_size,
+            class_names,
+            preprocess,
+            role: Role::Small,
+            stage: stage.into(),
+            epoch: 0,
+            step: 0,
+            metrics: BTreeMap::new(),
+            weights: WeightsKind::Raw,
+            created: String::new(),
+            created_unix: 0,
+            run_id: None,
+            run_dir: None,
+            teacher: None,
+        };
+        meta.stamp_now();
+        meta
+    }
+
     /// Sets `created` and `created_unix` to the current time.
     pub fn stamp_now(&mut self) {
         let unix = SystemTime::now()

@@ -230,6 +230,18 @@ pub static MODELS: &[Entry] = &[
     ),
 ];
 
+/// One small member of each family with a CPU-friendly input size (Swin
+/// takes only multiples of 224): what tests and quick checks run.
+pub const SMALL_MEMBERS: [(&str, usize); 7] = [
+    ("resnet18", 32),
+    ("mobilenetv3_small_050", 32),
+    ("lcnet_050", 32),
+    ("hgnetv2_b0", 32),
+    ("hgnet_tiny", 32),
+    ("vit_tiny_patch16_224", 32),
+    ("swin_tiny_patch4_window7_224", 224),
+];
+
 /// The source product's names (DESIGN.md section 5) -> timm names.
 pub static SEED_NAMES: &[(&str, &str)] = &[
     ("CLIP_vit_large_patch14_224", "vit_large_patch14_clip_224"),

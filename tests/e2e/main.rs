@@ -4,6 +4,7 @@ mod check;
 mod common;
 mod demo_data;
 mod distill;
+mod export;
 mod models;
 mod registry;
 mod train;

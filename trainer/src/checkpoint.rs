@@ -14,72 +14,17 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, View};
 use semiclass_dataset::fsutil::write_atomic;
-use semiclass_manifest::checkpoint::{CHECKPOINT_FORMAT_VERSION, CheckpointMeta};
-use sha2::{Digest, Sha256};
+use semiclass_manifest::checkpoint::CheckpointMeta;
+use semiclass_manifest::checkpoint_file::{CheckpointBytes, format_error, sha256_hex};
 use tch::{Device, Kind, Tensor};
 
-/// `__metadata__` key of a checkpoint's [`CheckpointMeta`].
-pub const META_KEY: &str = "semiclass";
-/// `__metadata__` key of a resume file's JSON state.
-pub const STATE_KEY: &str = "semiclass_state";
-/// safetensors' own limit on the header size.
-const MAX_HEADER_BYTES: u64 = 100_000_000;
-
-/// A checkpoint or resume file could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error(
-        "{path}: cannot write: {error}; check that the folder exists, is writable and has free space"
-    )]
-    Write {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{path}: cannot read: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{path}: not a valid safetensors file ({message}); is it complete?")]
-    Format { path: PathBuf, message: String },
-    #[error(
-        "{path}: no semiclass metadata, so not a semiclass checkpoint (a plain weight file such \
-         as timm's?); use it as pretrained weights instead"
-    )]
-    NoMeta { path: PathBuf },
-    #[error("{path}: a resume state file, not a checkpoint; pass the checkpoint (weights) file")]
-    StateNotCheckpoint { path: PathBuf },
-    #[error("{path}: not a resume state file; pass the run's resume state file")]
-    NotState { path: PathBuf },
-    #[error("{path}: invalid semiclass metadata: {message}")]
-    BadMeta { path: PathBuf, message: String },
-    #[error(
-        "{path}: checkpoint format version {found}, but this semiclass reads up to \
-         {supported}; use a newer semiclass"
-    )]
-    Version {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
-    #[error("{path}: tensor '{name}': {message}")]
-    Tensor {
-        path: PathBuf,
-        name: String,
-        message: String,
-    },
-    #[error("{path}: metric '{name}' is {value}, which JSON cannot store; report a finite value")]
-    Metric {
-        path: PathBuf,
-        name: String,
-        value: f64,
-    },
-}
+pub use semiclass_manifest::checkpoint_file::{
+    CheckpointError, META_KEY, STATE_KEY, read_meta, sha256_file,
+};
 
 /// Writes the model tensors `tensors` (timm names) with `meta` to `path`
 /// atomically; returns the file's sha256 (lowercase hex).
@@ -114,75 +59,31 @@ pub fn save_state(
     write(path, tensors, None, (STATE_KEY, json_state.to_string()))
 }
 
-/// Reads the metadata of a checkpoint from its header only.
-pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
-    let mut file = std::fs::File::open(path).map_err(|error| read_error(path, error))?;
-    let len = file
-        .metadata()
-        .map_err(|error| read_error(path, error))?
-        .len();
-    let header = read_header(path, &mut file, len)?;
-    meta_from(path, &header)
-}
-
 /// Reads a checkpoint: its metadata and its tensors (on the CPU, sorted
 /// by name).
 pub fn load_weights(
     path: &Path,
 ) -> Result<(CheckpointMeta, Vec<(String, Tensor)>), CheckpointError> {
-    let (header, tensors) = read_all(path)?;
-    Ok((meta_from(path, &header)?, tensors))
+    let file = CheckpointBytes::read(path)?;
+    Ok((file.meta()?, tch_tensors(&file)?))
 }
 
 /// Reads a resume state file written by [`save_state`].
 pub fn load_state(
     path: &Path,
 ) -> Result<(Vec<(String, Tensor)>, serde_json::Value), CheckpointError> {
-    let (header, tensors) = read_all(path)?;
-    let Some(json) = header.get(STATE_KEY) else {
+    let file = CheckpointBytes::read(path)?;
+    let Some(json) = file.metadata.get(STATE_KEY) else {
         return Err(CheckpointError::NotState {
             path: path.to_path_buf(),
         });
     };
+    let tensors = tch_tensors(&file)?;
     let state = serde_json::from_str(json).map_err(|e| CheckpointError::BadMeta {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     Ok((tensors, state))
-}
-
-/// The sha256 of a file, lowercase hex (as `sha256sum` prints it).
-pub fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
-    let mut file = std::fs::File::open(path).map_err(|error| read_error(path, error))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|error| read_error(path, error))?;
-        if n == 0 {
-            return Ok(hex(&hasher.finalize()));
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn read_error(path: &Path, error: std::io::Error) -> CheckpointError {
-    CheckpointError::Read {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-fn format_error(path: &Path, message: impl ToString) -> CheckpointError {
-    CheckpointError::Format {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
 }
 
 /// A tensor on the CPU, contiguous, in a dtype safetensors knows. Its
@@ -269,54 +170,18 @@ fn write<'a>(
         path: path.to_path_buf(),
         error,
     })?;
-    Ok(hex(&Sha256::digest(&bytes)))
+    Ok(sha256_hex(&bytes))
 }
 
-/// The header's `__metadata__` map (empty if it has none), read from the
-/// start of a safetensors file of `len` bytes.
-fn read_header(
-    path: &Path,
-    reader: &mut impl Read,
-    len: u64,
-) -> Result<HashMap<String, String>, CheckpointError> {
-    #[derive(serde::Deserialize)]
-    struct Header {
-        #[serde(rename = "__metadata__", default)]
-        metadata: Option<HashMap<String, String>>,
-    }
-    let read = |reader: &mut dyn Read, buf: &mut [u8]| {
-        reader.read_exact(buf).map_err(|error| match error.kind() {
-            std::io::ErrorKind::UnexpectedEof => format_error(path, "the file ends in its header"),
-            _ => read_error(path, error),
-        })
-    };
-    let mut n = [0u8; 8];
-    read(reader, &mut n)?;
-    let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER_BYTES || n > len.saturating_sub(8) {
-        let message = format!("a header of {n} bytes in a file of {len}");
-        return Err(format_error(path, message));
-    }
-    let mut header = vec![0u8; n as usize];
-    read(reader, &mut header)?;
-    let header: Header = serde_json::from_slice(&header).map_err(|e| format_error(path, e))?;
-    Ok(header.metadata.unwrap_or_default())
-}
-
-/// The header's metadata and every tensor (on the CPU, sorted by name).
-type FileContents = (HashMap<String, String>, Vec<(String, Tensor)>);
-
-fn read_all(path: &Path) -> Result<FileContents, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|error| read_error(path, error))?;
-    let header = read_header(path, &mut bytes.as_slice(), bytes.len() as u64)?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, e))?;
+/// Every tensor of `file` as a tch tensor (on the CPU, sorted by name).
+fn tch_tensors(file: &CheckpointBytes) -> Result<Vec<(String, Tensor)>, CheckpointError> {
     let mut tensors = Vec::new();
-    for (name, view) in file.tensors() {
+    for (name, view) in file.tensors().tensors() {
         match Tensor::try_from(view) {
             Ok(t) => tensors.push((name, t)),
             Err(e) => {
                 return Err(CheckpointError::Tensor {
-                    path: path.to_path_buf(),
+                    path: file.path.clone(),
                     message: e.to_string(),
                     name,
                 });
@@ -324,39 +189,7 @@ fn read_all(path: &Path) -> Result<FileContents, CheckpointError> {
         }
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((header, tensors))
-}
-
-/// The checkpoint metadata in a header's `__metadata__` map.
-fn meta_from(
-    path: &Path,
-    header: &HashMap<String, String>,
-) -> Result<CheckpointMeta, CheckpointError> {
-    let path_buf = || path.to_path_buf();
-    let Some(json) = header.get(META_KEY) else {
-        return Err(match header.contains_key(STATE_KEY) {
-            true => CheckpointError::StateNotCheckpoint { path: path_buf() },
-            false => CheckpointError::NoMeta { path: path_buf() },
-        });
-    };
-    let bad = |message: String| CheckpointError::BadMeta {
-        path: path_buf(),
-        message,
-    };
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    // The version first: a newer format may not parse as this one.
-    let found = value
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| bad("no format_version".into()))?;
-    if found > u64::from(CHECKPOINT_FORMAT_VERSION) {
-        return Err(CheckpointError::Version {
-            path: path_buf(),
-            found,
-            supported: CHECKPOINT_FORMAT_VERSION,
-        });
-    }
-    serde_path_to_error::deserialize(&value).map_err(|e| bad(e.to_string()))
+    Ok(tensors)
 }
 
 #[cfg(test)]
@@ -364,7 +197,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use semiclass_manifest::PreprocessSpec;
-    use semiclass_manifest::checkpoint::{Role, TeacherRef, WeightsKind};
+    use semiclass_manifest::checkpoint::{
+        CHECKPOINT_FORMAT_VERSION, Role, TeacherRef, WeightsKind,
+    };
     use semiclass_models::{Model, ModelOptions};
 
     use super::*;

@@ -3,6 +3,7 @@
 mod check;
 mod demo_data;
 mod eval;
+mod export;
 mod marks;
 mod models;
 mod progress;
@@ -33,6 +34,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Build a real dataset folder from data installed on this machine.
     DemoData(demo_data::DemoDataArgs),
+    /// Export a checkpoint as an ONNX package for a target runtime (<model>-<target>.zip).
+    Export(export::ExportArgs),
     /// List the model zoo: names, family, parameter count, default input size.
     Models,
     /// Train: the large model semi-supervised (--mode large), the small one distilled (--mode small), or both (--mode joint).
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
+        Command::Export(args) => export::run(args),
         Command::Models => models::run(),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),

@@ -2,20 +2,10 @@
 //! (in-place activations included), BatchNorm statistics move, and
 //! dropout / drop-path act only in training.
 
+use semiclass_models::registry::SMALL_MEMBERS;
 use semiclass_models::{Model, ModelOptions};
 use semiclass_trainer::nn::Network;
 use tch::{Device, Kind, Tensor};
-
-/// One small member per family, at a CPU-friendly input size.
-const MEMBERS: [(&str, usize); 7] = [
-    ("resnet18", 32),
-    ("mobilenetv3_small_050", 32),
-    ("lcnet_050", 32),
-    ("hgnetv2_b0", 32),
-    ("hgnet_tiny", 32),
-    ("vit_tiny_patch16_224", 32),
-    ("swin_tiny_patch4_window7_224", 224),
-];
 
 fn network(name: &str, size: usize, drop: f64) -> Network {
     tch::manual_seed(0);
@@ -34,7 +24,7 @@ fn batch(size: usize) -> Tensor {
 
 #[test]
 fn every_trainable_parameter_gets_a_finite_gradient() {
-    for (name, size) in MEMBERS {
+    for (name, size) in SMALL_MEMBERS {
         let net = network(name, size, 0.1);
         let labels = Tensor::from_slice(&[0i64, 3]);
         net.forward(&batch(size), true)
@@ -51,7 +41,7 @@ fn every_trainable_parameter_gets_a_finite_gradient() {
 
 #[test]
 fn batch_norm_statistics_move_only_in_training() {
-    for (name, size) in MEMBERS
+    for (name, size) in SMALL_MEMBERS
         .iter()
         .filter(|(n, _)| !n.starts_with("vit") && !n.starts_with("swin"))
     {
@@ -80,7 +70,7 @@ fn batch_norm_statistics_move_only_in_training() {
 
 #[test]
 fn dropout_and_drop_path_are_random_in_training_and_off_in_eval() {
-    for (name, size) in MEMBERS {
+    for (name, size) in SMALL_MEMBERS {
         let net = network(name, size, 0.5);
         let x = batch(size);
         let (a, b) = tch::no_grad(|| (net.forward(&x, false), net.forward(&x, false)));

@@ -1,0 +1,60 @@
+//! `semiclass export CKPT --target TARGET [--out DIR]`: the package of a
+//! checkpoint for one target runtime (the work is the exporter crate's).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use semiclass_exporter::package::{PackageRequest, build_package};
+use semiclass_manifest::package::Target;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint (.safetensors written by `semiclass train`).
+    checkpoint: PathBuf,
+    /// The runtime the package is for: cpu-x86_64 or cuda-x86_64.
+    #[arg(long, value_parser = parse_target)]
+    target: Target,
+    /// Folder to write <model>-<target>.zip into.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// The ONNX Runtime wheel's onnxruntime/capi folder for this target
+    /// [default: $SEMICLASS_ORT_CPU_DIR / $SEMICLASS_ORT_CUDA_DIR; for the CPU,
+    /// else the folder of $ORT_DYLIB_PATH].
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    /// Replace an existing package of the same name.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_target(name: &str) -> Result<Target, String> {
+    Target::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Target::ALL.iter().map(|t| t.as_str()).collect();
+        format!("unknown target '{name}'; one of {}", known.join(", "))
+    })
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let built = build_package(&PackageRequest {
+        checkpoint: &args.checkpoint,
+        target: args.target,
+        out_dir: &args.out,
+        runtime_dir: args.runtime_dir.as_deref(),
+        // The SDK files join once sdk-template is built (licensing issue).
+        sdk: None,
+        replace: args.force,
+    })?;
+    let m = &built.manifest;
+    println!("{}", built.path.display());
+    println!(
+        "  {} ({} classes, {} px) for {}, ONNX Runtime {}, {} BatchNorms folded",
+        m.model.arch,
+        m.model.class_names.len(),
+        m.model.input_size,
+        m.target,
+        m.runtime.version,
+        built.fold.folded
+    );
+    Ok(ExitCode::SUCCESS)
+}
