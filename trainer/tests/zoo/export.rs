@@ -244,25 +244,6 @@ fn check_proto(onnx: &OnnxModel, batch_norms: usize) {
 /// Exports a random `name` at `size` px and compares ONNX Runtime with tch
 /// on `images` real images.
 pub fn check_export(name: &str, size: usize, images: usize) {
-    check_export_within(name, size, images, STRICT);
-}
-
-/// How close ONNX Runtime and tch must be.
-#[derive(Clone, Copy)]
-struct Tolerance {
-    /// Of max(1, max|logit|).
-    relative: f32,
-    /// Images whose top-1 may differ.
-    top1_misses: usize,
-}
-
-/// The bound: 1e-4 × max(1, max|logit|), every top-1 equal.
-const STRICT: Tolerance = Tolerance {
-    relative: 1e-4,
-    top1_misses: 0,
-};
-
-fn check_export_within(name: &str, size: usize, images: usize, tol: Tolerance) {
     tch::manual_seed(0);
     let model = Model::new(name, ModelOptions::new(CLASS_NAMES.len(), size)).unwrap();
     let (mean, std) = (model.entry.mean, model.entry.std);
@@ -283,12 +264,7 @@ fn check_export_within(name: &str, size: usize, images: usize, tol: Tolerance) {
     let file = dir.path().join("model.onnx");
     std::fs::write(&file, &onnx.bytes).unwrap();
     onnx_checker(&file);
-    compare(
-        name,
-        &ort_logits(&onnx.bytes, &x),
-        &tch_logits(&net, &x),
-        tol,
-    );
+    compare(name, &ort_logits(&onnx.bytes, &x), &tch_logits(&net, &x));
 }
 
 fn top1(logits: &[f32]) -> Vec<usize> {
@@ -303,7 +279,7 @@ fn top1(logits: &[f32]) -> Vec<usize> {
         .collect()
 }
 
-fn compare(name: &str, ort: &[f32], tch: &[f32], tol: Tolerance) {
+fn compare(name: &str, ort: &[f32], tch: &[f32]) {
     assert_eq!(ort.len(), tch.len(), "{name}: output sizes");
     let max_diff = ort
         .iter()
@@ -322,16 +298,11 @@ fn compare(name: &str, ort: &[f32], tch: &[f32], tol: Tolerance) {
         top_tch.len(),
         distinct.len()
     );
-    let bound = tol.relative * scale;
     assert!(
-        max_diff <= bound,
-        "{name}: max |Δlogit| {max_diff} > {bound}"
+        max_diff <= 1e-4 * scale,
+        "{name}: max |Δlogit| {max_diff} > 1e-4 × {scale}"
     );
-    let misses = top_tch.len() - agree;
-    assert!(
-        misses <= tol.top1_misses,
-        "{name}: top-1 differs on {misses} images"
-    );
+    assert_eq!(agree, top_tch.len(), "{name}: top-1 differs");
     // Logits that do not depend on the image would make the comparison moot.
     assert!(
         distinct.len() >= 3,
@@ -382,28 +353,26 @@ fn swin_export_matches_tch() {
 /// real size on 50 images each: slow and memory-hungry (vit_large is 1.2 GB,
 /// held several times over), so run on demand:
 /// `cargo test -p semiclass-trainer --test zoo export -- --ignored --nocapture`.
+/// Every model runs; the failures are listed at the end.
 ///
-/// hgnetv2_b6 with random weights is too ill-conditioned in float32 for the
-/// strict bound, whatever runs it: timm's own model (tests/fixtures'
-/// randomisation and BatchNorm calibration, 2 images) differs from itself
-/// in float64 by 1.6e-3 at max |logit| 1.03 (hgnetv2_b4: 1.3e-5 at 0.57).
-/// Its bound is that float32 floor, twice over, and one top-1 in 50 may
-/// flip at a near tie; every other model is held to the strict bound.
+/// Known (2026-11-28): the random deep HGNetV2s at 224 px exceed the strict
+/// bound, b6 by far (3.9e-3 at max |logit| 3.05, 49/50 top-1), b4 barely
+/// (1.2e-4 at 1.00). That is float32 conditioning, not the export: timm's
+/// own random b6 (tests/fixtures' randomisation and BatchNorm calibration)
+/// differs from itself run in float64 by 1.6e-3 at max |logit| 1.03 (b4:
+/// 1.3e-5 at 0.57). A fair check for them compares both sides with a
+/// float64 reference instead.
 #[test]
 #[ignore]
 fn seed_models_and_swin_on_500_images_export_matches_tch() {
-    check_export("swin_tiny_patch4_window7_224", 224, IMAGES);
-    let float32_floor = Tolerance {
-        relative: 2.0 * 1.6e-3,
-        top1_misses: 1,
-    };
-    for (seed, timm) in SEED_NAMES {
-        eprintln!("{seed}:");
-        let tol = if *timm == "hgnetv2_b6" {
-            float32_floor
-        } else {
-            STRICT
-        };
-        check_export_within(timm, 224, 50, tol);
-    }
+    let mut runs = vec![("swin_tiny_patch4_window7_224", IMAGES)];
+    runs.extend(SEED_NAMES.iter().map(|(_, timm)| (*timm, 50)));
+    let failed: Vec<&str> = runs
+        .into_iter()
+        .filter(|&(name, images)| {
+            std::panic::catch_unwind(|| check_export(name, 224, images)).is_err()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(failed.is_empty(), "beyond the bound: {failed:?}");
 }
