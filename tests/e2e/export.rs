@@ -126,7 +126,7 @@ fn missing_checkpoints_and_unknown_targets_are_explained() {
         "cpu-x86_64",
     ]);
     assert_eq!(run.code, 2, "{}", run.all());
-    let expected = format!("{}: cannot read", missing.display());
+    let expected = format!("{}: no such checkpoint file", missing.display());
     assert!(run.stderr.contains(&expected), "{}", run.stderr);
     let run = semiclass(&["export", missing.to_str().unwrap(), "--target", "tpu"]);
     assert_eq!(run.code, 2, "{}", run.all());

@@ -1,4 +1,4 @@
-//! `semiclass export CKPT --target TARGET [--out DIR]`: the package of a
+//! `semiclass export CKPT|@nick --target TARGET [--out DIR]`: the package of a
 //! checkpoint for one target runtime (the work is the exporter crate's).
 
 use std::path::PathBuf;
@@ -10,8 +10,8 @@ use semiclass_manifest::package::Target;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The checkpoint (.safetensors written by `semiclass train`).
-    checkpoint: PathBuf,
+    /// The checkpoint (.safetensors written by `semiclass train`) or @nick.
+    checkpoint: String,
     /// The runtime the package is for: cpu-x86_64 or cuda-x86_64.
     #[arg(long, value_parser = parse_target)]
     target: Target,
@@ -36,8 +36,9 @@ fn parse_target(name: &str) -> Result<Target, String> {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let checkpoint = super::checkpoint_arg(&args.checkpoint)?;
     let built = build_package(&PackageRequest {
-        checkpoint: &args.checkpoint,
+        checkpoint: &checkpoint,
         target: args.target,
         out_dir: &args.out,
         runtime_dir: args.runtime_dir.as_deref(),

@@ -72,3 +72,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Marks(args) => marks::marks(args),
     }
 }
+
+/// A checkpoint given on the command line: a path, or `@nick` from the run
+/// registry; a file changed since the registry recorded it is refused.
+fn checkpoint_arg(arg: &str) -> anyhow::Result<PathBuf> {
+    let registry = semiclass_trainer::registry_hooks::open_registry();
+    let resolved =
+        semiclass_registry::resolve_checkpoint(arg, registry.as_ref().map_err(String::as_str))?;
+    Ok(resolved.path)
+}

@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use semiclass_dataset::Dataset;
-use semiclass_registry::resolve_checkpoint;
 use semiclass_trainer::config::{TrainConfig, resolve, to_yaml};
 use semiclass_trainer::engine::large::{LargeRun, train_large};
 use semiclass_trainer::engine::pipeline::ModelOutcome;
@@ -157,18 +156,12 @@ fn small(
     Ok(outcome?)
 }
 
-/// The configured teacher: a path or `@nick`, checked against the registry
-/// (a file changed since it was recorded is refused).
+/// The configured teacher: a path or `@nick`.
 fn teacher_checkpoint(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
     let arg = arg.context(
         "--mode small needs a teacher: give --teacher CKPT|@nick (e.g. a large run's checkpoints/best.safetensors)",
     )?;
-    let registry = registry_hooks::open_registry();
-    let resolved = resolve_checkpoint(
-        &arg.to_string_lossy(),
-        registry.as_ref().map_err(String::as_str),
-    )?;
-    Ok(resolved.path)
+    super::checkpoint_arg(&arg.to_string_lossy())
 }
 
 /// `large/` then `small/` in one run directory; a resume state inside
