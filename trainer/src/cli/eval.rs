@@ -9,16 +9,14 @@ use clap::{Args, ValueEnum};
 use semiclass_dataset::lists::LabeledEntry;
 use semiclass_dataset::{CheckOptions, Dataset, check_list, report};
 use semiclass_manifest::checkpoint::CheckpointMeta;
-use semiclass_models::{Model, ModelOptions};
 use semiclass_preprocess::{DecodeLimits, decode_rgb};
 use semiclass_registry::{EvalSource, NewEval, Registry, Resolved, resolve_checkpoint};
-use semiclass_trainer::checkpoint::{load_weights, read_meta};
+use semiclass_trainer::checkpoint::read_meta;
 use semiclass_trainer::data::loader::Transform;
 use semiclass_trainer::data::store::{ImageStore, StoreSpec, Use};
 use semiclass_trainer::engine::evaluate::{EvalInput, evaluate_keeping_mistakes};
-use semiclass_trainer::engine::setup::select_device;
+use semiclass_trainer::engine::setup::{network_from_checkpoint, select_device};
 use semiclass_trainer::eval_report::{self, CheckpointInfo, EvalReport};
-use semiclass_trainer::nn::Network;
 use semiclass_trainer::registry_hooks;
 
 #[derive(Debug, Args)]
@@ -259,7 +257,7 @@ fn evaluate(
     out: &Path,
 ) -> anyhow::Result<serde_json::Value> {
     let device = select_device(&args.device)?;
-    let net = load_network(meta, &resolved.path, device)?;
+    let (net, _) = network_from_checkpoint(&resolved.path, device)?;
     let paths: Vec<String> = items
         .entries
         .iter()
@@ -314,18 +312,6 @@ fn evaluate(
     print!("{}", eval_report::table(&report));
     write_report(&report, items, out)?;
     Ok(report.summary(&std::path::absolute(out)?))
-}
-
-fn load_network(
-    meta: &CheckpointMeta,
-    path: &Path,
-    device: tch::Device,
-) -> anyhow::Result<Network> {
-    let options = ModelOptions::new(meta.num_classes, meta.input_size as usize);
-    let mut net = Network::new(Model::new(&meta.model, options)?, device);
-    let (_, tensors) = load_weights(path)?;
-    net.load_tensors(tensors, path)?;
-    Ok(net)
 }
 
 fn write_report(report: &EvalReport, items: &Items, out: &Path) -> anyhow::Result<()> {

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::{CheckpointMeta, TeacherRef};
-use semiclass_models::{Model, ModelOptions};
 use tch::{Device, Kind, Tensor};
 
-use crate::checkpoint::{load_weights, sha256_file};
+use crate::checkpoint::sha256_file;
 use crate::engine::TrainError;
+use crate::engine::setup::network_from_checkpoint;
 use crate::nn::Network;
 
 /// A checkpoint's network in eval mode, never updated.
@@ -23,7 +23,7 @@ pub struct Teacher {
 impl Teacher {
     /// Loads `path` and checks that it predicts the dataset's classes.
     pub fn load(path: &Path, classes: &[String], device: Device) -> Result<Teacher, TrainError> {
-        let (meta, tensors) = load_weights(path)?;
+        let (net, meta) = network_from_checkpoint(path, device)?;
         if meta.class_names != classes {
             return Err(TrainError::Teacher(format!(
                 "{}: the teacher predicts {} classes ({}) but this dataset's label.txt has {} ({}); distill from a teacher trained on this dataset",
@@ -34,9 +34,6 @@ impl Teacher {
                 preview(classes),
             )));
         }
-        let options = ModelOptions::new(meta.num_classes, meta.input_size as usize);
-        let mut net = Network::new(Model::new(&meta.model, options)?, device);
-        net.load_tensors(tensors, path)?;
         let sha256 = sha256_file(path)?;
         Ok(Teacher {
             net,

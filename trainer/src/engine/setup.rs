@@ -10,9 +10,14 @@ use semiclass_dataset::paths::RelPath;
 use semiclass_manifest::PreprocessSpec;
 use tch::Device;
 
+use semiclass_manifest::checkpoint::CheckpointMeta;
+use semiclass_models::{Model, ModelOptions};
+
 use super::TrainError;
+use crate::checkpoint::load_weights;
 use crate::data::loader::Transform;
 use crate::data::store::{ImageStore, LoadError, StoreSpec, Use};
+use crate::nn::Network;
 
 /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
 pub fn select_device(name: &str) -> Result<Device, TrainError> {
@@ -36,6 +41,19 @@ pub fn select_device(name: &str) -> Result<Device, TrainError> {
             ))),
         },
     }
+}
+
+/// The network a checkpoint describes (model, classes, input size from its
+/// metadata) with the checkpoint's weights loaded.
+pub fn network_from_checkpoint(
+    path: &Path,
+    device: Device,
+) -> Result<(Network, CheckpointMeta), TrainError> {
+    let (meta, tensors) = load_weights(path)?;
+    let options = ModelOptions::new(meta.num_classes, meta.input_size as usize);
+    let mut net = Network::new(Model::new(&meta.model, options)?, device);
+    net.load_tensors(tensors, path)?;
+    Ok((net, meta))
 }
 
 /// A run's folder: config, metrics, curves and checkpoints.
