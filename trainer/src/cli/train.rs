@@ -9,10 +9,12 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use semiclass_dataset::Dataset;
 use semiclass_trainer::config::{TrainConfig, resolve, to_yaml};
-use semiclass_trainer::engine::large::{LargeRun, train_large};
+use semiclass_trainer::engine::TrainError;
+use semiclass_trainer::engine::large::train_large;
 use semiclass_trainer::engine::pipeline::ModelOutcome;
-use semiclass_trainer::engine::setup::{RunDir, select_device};
-use semiclass_trainer::engine::small::{SmallRun, train_small};
+use semiclass_trainer::engine::setup::{ModelRun, RunDir, select_device};
+use semiclass_trainer::engine::small::train_small;
+use semiclass_trainer::engine::stage::StageObserver;
 use semiclass_trainer::registry_hooks;
 use tch::Device;
 
@@ -108,22 +110,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn large(s: &Session, run: &RunDir, resume: Option<PathBuf>) -> anyhow::Result<ModelOutcome> {
-    s.terminal
-        .decoding(s.dataset.train.len() + s.dataset.unlabeled.len() + s.dataset.val.len());
-    let job = LargeRun {
-        cfg: &s.cfg,
-        dataset: &s.dataset,
-        run,
-        device: s.device,
-        stop: &s.stop,
-        resume,
-        on_image: &|| s.terminal.image_decoded(),
-        on_teacher: &|done, total| s.terminal.teacher(done, total),
-    };
-    registry_hooks::start_run(&run.path, "large", &to_yaml(&s.cfg));
-    let outcome = train_large(&job, &mut s.terminal.clone());
-    registry_hooks::end_run(&outcome, |o| o.interrupted);
-    Ok(outcome?)
+    train_recorded(s, run, resume, "large", |job, observer| {
+        train_large(job, observer)
+    })
 }
 
 /// `teacher` overrides the configured one (joint mode).
@@ -137,21 +126,34 @@ fn small(
         Some(path) => path,
         None => teacher_checkpoint(s.cfg.small.distill.teacher.as_deref())?,
     };
+    train_recorded(s, run, resume, "small", |job, observer| {
+        train_small(job, &teacher, observer)
+    })
+}
+
+/// Trains one model with the terminal's progress, recorded in the run
+/// registry from start to end.
+fn train_recorded(
+    s: &Session,
+    run: &RunDir,
+    resume: Option<PathBuf>,
+    mode: &str,
+    train: impl FnOnce(&ModelRun, &mut dyn StageObserver) -> Result<ModelOutcome, TrainError>,
+) -> anyhow::Result<ModelOutcome> {
     s.terminal
         .decoding(s.dataset.train.len() + s.dataset.unlabeled.len() + s.dataset.val.len());
-    let job = SmallRun {
+    let job = ModelRun {
         cfg: &s.cfg,
         dataset: &s.dataset,
         run,
         device: s.device,
         stop: &s.stop,
         resume,
-        teacher,
         on_image: &|| s.terminal.image_decoded(),
         on_teacher: &|done, total| s.terminal.teacher(done, total),
     };
-    registry_hooks::start_run(&run.path, "small", &to_yaml(&s.cfg));
-    let outcome = train_small(&job, &mut s.terminal.clone());
+    registry_hooks::start_run(&run.path, mode, &to_yaml(&s.cfg));
+    let outcome = train(&job, &mut s.terminal.clone());
     registry_hooks::end_run(&outcome, |o| o.interrupted);
     Ok(outcome?)
 }

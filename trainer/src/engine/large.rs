@@ -3,7 +3,6 @@
 //! over all stages is the result.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use semiclass_dataset::Dataset;
 use semiclass_manifest::PreprocessSpec;
@@ -13,7 +12,7 @@ use tch::Device;
 
 use super::TrainError;
 use super::pipeline::{BuildStage, ModelOutcome, StageResult, best_of, run_pipeline};
-use super::setup::{RunData, RunDir, load_data};
+use super::setup::{ModelRun, RunData, load_data};
 use super::stage::{Stage, StageContext, StageObserver};
 use crate::algorithms::{Algorithm, Distill, FixMatch, FreeMatch};
 use crate::config::{AlgorithmKind, ModelTrainConfig, SslConfig, TrainConfig};
@@ -21,20 +20,6 @@ use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
 use crate::distill::teacher::Teacher;
 use crate::nn::Network;
-
-/// What the caller provides besides the configuration.
-pub struct LargeRun<'a> {
-    pub cfg: &'a TrainConfig,
-    pub dataset: &'a Dataset,
-    pub run: &'a RunDir,
-    pub device: Device,
-    pub stop: &'a AtomicBool,
-    /// A `*-last.state.safetensors` file to continue from.
-    pub resume: Option<PathBuf>,
-    pub on_image: &'a (dyn Fn() + Sync),
-    /// Progress of teacher predictions: (done, total).
-    pub on_teacher: &'a dyn Fn(usize, usize),
-}
 
 /// Builds the model, loads pretrained weights when configured.
 pub fn build_network(
@@ -90,7 +75,7 @@ pub fn prepare_model(
 
 /// Runs the large-model recipe of DESIGN.md section 6.
 pub fn train_large(
-    job: &LargeRun,
+    job: &ModelRun,
     observer: &mut dyn StageObserver,
 ) -> Result<ModelOutcome, TrainError> {
     let cfg = &job.cfg.large;
@@ -113,7 +98,7 @@ pub fn train_large(
 
 /// Stage 1 always; stage 2 unless the algorithm is `supervised`; stage 3
 /// when `selftrain.epochs` > 0.
-fn stages<'a>(job: &'a LargeRun, data: &'a RunData) -> Vec<(&'static str, BuildStage<'a>)> {
+fn stages<'a>(job: &'a ModelRun, data: &'a RunData) -> Vec<(&'static str, BuildStage<'a>)> {
     let cfg = &job.cfg.large;
     let mut stages: Vec<(&'static str, BuildStage<'a>)> = vec![(
         "supervised",
@@ -170,7 +155,7 @@ fn ssl_algorithm(ssl: &SslConfig, classes: usize) -> Option<Box<dyn Algorithm>> 
 /// (soft, flip-averaged); the labeled ones and the confident unlabeled ones
 /// are learned by distillation at T = 1 plus cross-entropy on true labels.
 fn selftrain_stage(
-    job: &LargeRun,
+    job: &ModelRun,
     data: &RunData,
     results: &[StageResult],
 ) -> Result<Option<Stage>, TrainError> {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use semiclass_dataset::Dataset;
 use semiclass_dataset::paths::RelPath;
@@ -15,6 +16,7 @@ use semiclass_models::{Model, ModelOptions};
 
 use super::TrainError;
 use crate::checkpoint::load_weights;
+use crate::config::TrainConfig;
 use crate::data::loader::Transform;
 use crate::data::store::{ImageStore, LoadError, StoreSpec, Use};
 use crate::nn::Network;
@@ -41,6 +43,21 @@ pub fn select_device(name: &str) -> Result<Device, TrainError> {
             ))),
         },
     }
+}
+
+/// What the caller provides to train one model besides the configuration.
+pub struct ModelRun<'a> {
+    pub cfg: &'a TrainConfig,
+    pub dataset: &'a Dataset,
+    pub run: &'a RunDir,
+    pub device: Device,
+    /// Set by SIGINT/SIGTERM: save a resumable state and stop.
+    pub stop: &'a AtomicBool,
+    /// A `*-last.state.safetensors` file to continue from.
+    pub resume: Option<PathBuf>,
+    pub on_image: &'a (dyn Fn() + Sync),
+    /// Progress of teacher predictions: (done, total).
+    pub on_teacher: &'a dyn Fn(usize, usize),
 }
 
 /// The network a checkpoint describes (model, classes, input size from its

@@ -3,49 +3,31 @@
 //! on its own augmented views), then fine-tunes briefly on the labels; the
 //! best by val is the result.
 
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 
-use semiclass_dataset::Dataset;
 use semiclass_manifest::checkpoint::Role;
-use tch::Device;
 
 use super::TrainError;
 use super::large::{prepare_model, soft_label_dir};
 use super::pipeline::{BuildStage, ModelOutcome, StageResult, run_pipeline};
-use super::setup::{RunData, RunDir};
+use super::setup::{ModelRun, RunData};
 use super::stage::{Stage, StageContext, StageObserver};
 use crate::algorithms::Distill;
-use crate::config::{DistillMode, TrainConfig};
+use crate::config::DistillMode;
 use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
 use crate::distill::teacher::{InputAdapter, Teacher};
 
-/// What the caller provides besides the configuration.
-pub struct SmallRun<'a> {
-    pub cfg: &'a TrainConfig,
-    pub dataset: &'a Dataset,
-    pub run: &'a RunDir,
-    pub device: Device,
-    pub stop: &'a AtomicBool,
-    /// A `*-last.state.safetensors` file to continue from.
-    pub resume: Option<PathBuf>,
-    /// The teacher checkpoint.
-    pub teacher: PathBuf,
-    pub on_image: &'a (dyn Fn() + Sync),
-    /// Progress of teacher predictions: (done, total).
-    pub on_teacher: &'a dyn Fn(usize, usize),
-}
-
 /// Runs the small-model recipe of DESIGN.md section 6.
 pub fn train_small(
-    job: &SmallRun,
+    job: &ModelRun,
+    teacher: &Path,
     observer: &mut dyn StageObserver,
 ) -> Result<ModelOutcome, TrainError> {
     let cfg = &job.cfg.small;
     let (mut net, data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
-    let teacher = Teacher::load(&job.teacher, &data.classes, job.device)?;
+    let teacher = Teacher::load(teacher, &data.classes, job.device)?;
     eprintln!(
         "teacher: {} ({} at {} px, val top-1 {})",
         teacher.path.display(),
@@ -89,7 +71,7 @@ pub fn train_small(
 
 /// Distillation over labeled (with their labels) and unlabeled images.
 fn distill_stage(
-    job: &SmallRun,
+    job: &ModelRun,
     data: &RunData,
     teacher: Teacher,
 ) -> Result<Option<Stage>, TrainError> {
