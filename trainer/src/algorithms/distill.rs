@@ -9,7 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{Algorithm, StateError, StepLogits, StepLosses, cross_entropy_each};
+use super::{Algorithm, StepLogits, StepLosses, cross_entropy_each};
 
 #[derive(Debug, Clone)]
 pub struct Distill {
@@ -59,14 +59,6 @@ impl Algorithm for Distill {
             // Share of the batch that has a true label.
             mask_ratio: n_labeled as f64 / logits.y_lb.size()[0].max(1) as f64,
         }
-    }
-
-    fn state(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
-        Ok(())
     }
 }
 

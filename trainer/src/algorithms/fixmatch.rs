@@ -4,7 +4,7 @@
 
 use tch::Kind;
 
-use super::{Algorithm, StateError, StepLogits, StepLosses, masked_consistency, teacher_probs};
+use super::{Algorithm, StepLogits, StepLosses, masked_consistency, teacher_probs};
 
 #[derive(Debug, Clone)]
 pub struct FixMatch {
@@ -31,14 +31,6 @@ impl Algorithm for FixMatch {
         let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
         let mask = max_probs.ge(self.p_cutoff).to_kind(Kind::Float);
         masked_consistency(logits, &pseudo_label, &mask, self.lambda_u)
-    }
-
-    fn state(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
-        Ok(())
     }
 }
 

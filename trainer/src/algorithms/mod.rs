@@ -61,9 +61,13 @@ pub trait Algorithm {
         false
     }
     fn losses(&mut self, logits: &StepLogits) -> StepLosses;
-    /// Adaptive state for checkpoints (JSON, small).
-    fn state(&self) -> serde_json::Value;
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), StateError>;
+    /// Adaptive state for checkpoints (JSON, small); none by default.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Mean cross-entropy of `logits` against class indices `targets`.

@@ -1,7 +1,7 @@
 //! Supervised only: the baseline every semi-supervised result is measured
 //! against, and stage 1 of the large-model recipe.
 
-use super::{Algorithm, StateError, StepLogits, StepLosses, supervised_part};
+use super::{Algorithm, StepLogits, StepLosses, supervised_part};
 
 #[derive(Debug, Default)]
 pub struct Supervised;
@@ -23,13 +23,5 @@ impl Algorithm for Supervised {
             unsup_loss: 0.0,
             mask_ratio: 0.0,
         }
-    }
-
-    fn state(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-
-    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
-        Ok(())
     }
 }
