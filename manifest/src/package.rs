@@ -103,6 +103,11 @@ pub struct PackageManifest {
     pub files: BTreeMap<String, String>,
 }
 
+/// The zip a package is shipped as: `<model>-<target>.zip`.
+pub fn package_file_name(arch: &str, target: Target) -> String {
+    format!("{arch}-{target}.zip")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,13 @@
 //! Export packages (DESIGN.md section 7): one zip per target runtime with
 //! `manifest.json` (the sha256 of every other file), `model/model.onnx`,
-//! the target's ONNX Runtime under `lib/`, a README rendered for the model,
-//! and the SDK's files when an SDK source is given.
+//! the target's ONNX Runtime under `lib/`, and a README rendered for the
+//! model; with an SDK build, the SDK's files (`sdk-template`'s layout).
 //!
 //! [`build_package`] writes one; [`Package::open`] is the one reader, which
 //! checks every file against the manifest before anything is used (the SDK
 //! and the server load packages through it).
 
 mod read;
-mod readme;
 pub mod runtime;
 mod write;
 
@@ -19,8 +18,9 @@ use semiclass_manifest::package::Target;
 use crate::ExportError;
 
 pub use read::Package;
-pub use readme::render;
-pub use write::{Built, PackageRequest, SdkFiles, build_package, package_file_name};
+pub use semiclass_manifest::package::package_file_name;
+pub use semiclass_sdk_layout::SdkBuild;
+pub use write::{Built, PackageRequest, build_package};
 
 /// Package-relative path of the model file.
 pub const MODEL_PATH: &str = "model/model.onnx";
@@ -54,8 +54,8 @@ pub enum PackageError {
     Exists { path: PathBuf },
     #[error("{path}: {message}")]
     Zip { path: PathBuf, message: String },
-    #[error("{path}: SDK files: {message}")]
-    Sdk { path: PathBuf, message: String },
+    #[error(transparent)]
+    Sdk(#[from] semiclass_sdk_layout::LayoutError),
     #[error("{path}: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("{path}: not a valid package ({}): {}", problem_count(.problems), .problems.join("; "))]
@@ -138,7 +138,7 @@ mod tests {
         capi
     }
 
-    fn build(dir: &Path, sdk: Option<&SdkFiles>, replace: bool) -> Result<Built, PackageError> {
+    fn build(dir: &Path, sdk: Option<&SdkBuild>, replace: bool) -> Result<Built, PackageError> {
         let ckpt = dir.join("lcnet_050.safetensors");
         if !ckpt.exists() {
             testing::checkpoint(dir, "lcnet_050", 32);
@@ -288,46 +288,59 @@ mod tests {
     #[test]
     fn sdk_files_join_the_package_rendered_and_require_activation() {
         let dir = tempfile::tempdir().unwrap();
-        let sdk = dir.path().join("sdk");
-        std::fs::create_dir_all(sdk.join("bin")).unwrap();
-        std::fs::create_dir_all(sdk.join("examples")).unwrap();
-        std::fs::write(sdk.join("bin/infer"), b"\x7fELF").unwrap();
-        std::fs::write(
-            sdk.join("examples/run.sh.tmpl"),
-            "infer predict --size {{input_size}}",
-        )
-        .unwrap();
-        std::fs::write(sdk.join("README.md.tmpl"), "# {{arch}}: activate first").unwrap();
-        let built = build(dir.path(), Some(&SdkFiles { root: sdk.clone() }), false).unwrap();
+        let sdk = dir.path().join("sdk-build");
+        std::fs::create_dir_all(&sdk).unwrap();
+        std::fs::write(sdk.join("infer"), b"\x7fELF infer").unwrap();
+        std::fs::write(sdk.join("libsemiclass_sdk.so"), b"\x7fELF lib").unwrap();
+        let built = build(dir.path(), Some(&SdkBuild::shipping(&sdk)), false).unwrap();
         let package = Package::open(&built.path).unwrap();
         assert!(package.manifest.license.required);
+        assert_eq!(package.read("bin/infer").unwrap(), b"\x7fELF infer");
         assert_eq!(
-            package.read("examples/run.sh").unwrap(),
-            b"infer predict --size 32"
+            package.read("lib/libsemiclass_sdk.so").unwrap(),
+            b"\x7fELF lib"
         );
-        assert_eq!(
-            package.read(README_PATH).unwrap(),
-            b"# lcnet_050: activate first"
+        let readme = String::from_utf8(package.read(README_PATH).unwrap()).unwrap();
+        assert!(
+            readme.contains("bin/infer activate --serial") && readme.contains("| 2 | c2 |"),
+            "{readme}"
         );
-        assert_eq!(package.read("bin/infer").unwrap(), b"\x7fELF");
+        let example = String::from_utf8(package.read("examples/predict.py").unwrap()).unwrap();
+        assert!(!example.contains("{{"), "{example}");
+        let modes = zip_modes(&built.path);
+        assert_eq!(modes["bin/infer"] & 0o777, 0o755);
+        assert_eq!(modes["README.md"] & 0o777, 0o644);
 
-        std::fs::write(sdk.join("README.md.tmpl"), "{{no_such_fact}}").unwrap();
-        let err = build(dir.path(), Some(&SdkFiles { root: sdk.clone() }), true)
+        // A `cargo test` build of the SDK (its test hooks unlock any package) is refused.
+        std::fs::write(
+            sdk.join("infer"),
+            format!("0.1.0 ({})", semiclass_sdk_layout::TEST_HOOKS_MARKER),
+        )
+        .unwrap();
+        let err = build(dir.path(), Some(&SdkBuild::shipping(&sdk)), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test hooks"), "{err}");
+        std::fs::remove_file(sdk.join("infer")).unwrap();
+        let err = build(dir.path(), Some(&SdkBuild::shipping(&sdk)), true)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("README.md.tmpl: SDK files: unknown template variable 'no_such_fact'"),
+            err.contains("cargo build --release -p semiclass-sdk"),
             "{err}"
         );
-        std::fs::remove_file(sdk.join("README.md.tmpl")).unwrap();
-        std::fs::create_dir_all(sdk.join("model")).unwrap();
-        std::fs::write(sdk.join("model/model.onnx"), b"").unwrap();
-        let err = build(dir.path(), Some(&SdkFiles { root: sdk }), true)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("'model/model.onnx' is a file the exporter writes itself"),
-            "{err}"
-        );
+    }
+
+    fn zip_modes(zip: &Path) -> std::collections::BTreeMap<String, u32> {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+        (0..archive.len())
+            .map(|i| {
+                let entry = archive.by_index(i).unwrap();
+                (
+                    entry.name().unwrap().to_string(),
+                    entry.unix_mode().unwrap_or(0),
+                )
+            })
+            .collect()
     }
 }

@@ -8,28 +8,17 @@ use semiclass_manifest::checkpoint::rfc3339_utc;
 use semiclass_manifest::checkpoint_file::{read_meta, sha256_file, sha256_hex};
 use semiclass_manifest::package::{
     LicenseRequirement, MANIFEST_FILE, PACKAGE_FORMAT_VERSION, PackageManifest, PackagedModel,
-    PackagedRuntime, Target,
+    PackagedRuntime, Target, package_file_name,
 };
+use semiclass_sdk_layout::{Facts, SdkBuild, model_only_readme, package_files};
 use zip::write::SimpleFileOptions;
 
-use super::readme::{DEFAULT_README, render, variables};
 use super::runtime::{Runtime, find_runtime, runtime_dir};
-use super::{LIB_DIR, MODEL_PATH, PackageError, README_PATH, io_error, walk};
+use super::{LIB_DIR, MODEL_PATH, PackageError, README_PATH, io_error};
 use crate::emit::OPSET;
 use crate::export::{INPUT_NAME, OUTPUT_NAME};
 use crate::fold::FoldReport;
 use crate::{OnnxModel, export_checkpoint};
-
-/// The SDK's files (DESIGN.md section 7: `bin/infer`, `lib/libsemiclass_sdk.so`,
-/// `include/semiclass_sdk.h`, `examples/`), as built from `sdk-template/`: a
-/// folder whose files go into the package under the same relative paths.
-/// Files ending in `.tmpl` are rendered with the model's facts (see
-/// [`super::render`]) and lose the suffix; a `README.md.tmpl` replaces the
-/// default README. A package with an SDK requires activation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdkFiles {
-    pub root: PathBuf,
-}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -40,7 +29,12 @@ pub struct PackageRequest<'a> {
     pub out_dir: &'a Path,
     /// The runtime's `capi/` folder; see [`super::runtime::runtime_dir`] for the defaults.
     pub runtime_dir: Option<&'a Path>,
-    pub sdk: Option<&'a SdkFiles>,
+    /// The SDK build whose files (`bin/infer`, `lib/libsemiclass_sdk.so`,
+    /// the header, examples and README rendered for this model) join the
+    /// package; a package with the SDK requires activation. Without it the
+    /// package is the model and its runtime (for a server, or the user's own
+    /// ONNX Runtime code).
+    pub sdk: Option<&'a SdkBuild>,
     /// Replace an existing zip of the same name instead of refusing.
     pub replace: bool,
 }
@@ -57,16 +51,13 @@ pub struct Built {
 struct Entry {
     path: String,
     content: Content,
+    /// Mode 0755 rather than 0644.
+    executable: bool,
 }
 
 enum Content {
     Bytes(Vec<u8>),
     File(PathBuf),
-}
-
-/// `<model>-<target>.zip`.
-pub fn package_file_name(arch: &str, target: Target) -> String {
-    format!("{arch}-{target}.zip")
 }
 
 /// Exports `req.checkpoint` and writes its package for `req.target` into
@@ -82,27 +73,17 @@ pub fn build_package(req: &PackageRequest) -> Result<Built, PackageError> {
         return Err(PackageError::Exists { path: dest });
     }
     let onnx = export_checkpoint(req.checkpoint)?;
+    let mut manifest = manifest(req, &onnx, &runtime);
     let mut entries = vec![Entry {
         path: MODEL_PATH.into(),
         content: Content::Bytes(onnx.bytes.clone()),
+        executable: false,
     }];
     entries.extend(runtime_entries(&runtime));
-    let sdk = match req.sdk {
-        Some(sdk) => sdk_entries(sdk)?,
-        None => Vec::new(),
-    };
-    let mut manifest = manifest(req, &onnx, &runtime);
-    let vars = variables(&manifest, &name);
-    for (path, content) in sdk {
-        entries.push(render_entry(path, content, &vars)?);
-    }
-    if !entries.iter().any(|e| e.path == README_PATH) {
-        let readme = render(DEFAULT_README, &vars).expect("the default README renders");
-        entries.push(Entry {
-            path: README_PATH.into(),
-            content: Content::Bytes(readme.into_bytes()),
-        });
-    }
+    entries.extend(documents_and_sdk(
+        req.sdk,
+        &Facts::from_manifest(&manifest),
+    )?);
     manifest.files = hashes(&entries)?;
     write_zip(&dest, &manifest, &entries, req.replace)?;
     Ok(Built {
@@ -116,7 +97,29 @@ fn runtime_entries(runtime: &Runtime) -> impl Iterator<Item = Entry> + '_ {
     runtime.files().map(|file| Entry {
         path: lib_path(file),
         content: Content::File(file.clone()),
+        executable: true,
     })
+}
+
+/// The SDK's files (README included) when there is an SDK, else the
+/// model-only README: both rendered from `sdk-template`'s templates.
+fn documents_and_sdk(sdk: Option<&SdkBuild>, facts: &Facts) -> Result<Vec<Entry>, PackageError> {
+    let Some(sdk) = sdk else {
+        return Ok(vec![Entry {
+            path: README_PATH.into(),
+            content: Content::Bytes(model_only_readme(facts)?.into_bytes()),
+            executable: false,
+        }]);
+    };
+    let files = package_files(sdk, facts)?;
+    Ok(files
+        .into_iter()
+        .map(|file| Entry {
+            path: file.path,
+            content: Content::Bytes(file.bytes),
+            executable: file.executable,
+        })
+        .collect())
 }
 
 fn lib_path(file: &Path) -> String {
@@ -160,53 +163,6 @@ fn manifest(req: &PackageRequest, onnx: &OnnxModel, runtime: &Runtime) -> Packag
     }
 }
 
-/// Every file under the SDK root, by package path.
-fn sdk_entries(sdk: &SdkFiles) -> Result<Vec<(String, PathBuf)>, PackageError> {
-    let mut out = Vec::new();
-    for w in walk(&sdk.root)? {
-        if !w.plain {
-            let message = "a link or special file; the SDK folder must hold plain files".into();
-            return Err(PackageError::Sdk {
-                path: w.path,
-                message,
-            });
-        }
-        out.push((w.rel, w.path));
-    }
-    Ok(out)
-}
-
-/// An SDK file as a package entry, rendered if it is a template.
-fn render_entry(
-    path: String,
-    file: PathBuf,
-    vars: &[(&str, String)],
-) -> Result<Entry, PackageError> {
-    let sdk_error = |message: String| PackageError::Sdk {
-        path: file.clone(),
-        message,
-    };
-    let reserved =
-        path == MANIFEST_FILE || path == MODEL_PATH || path.starts_with("lib/libonnxruntime");
-    if reserved {
-        return Err(sdk_error(format!(
-            "'{path}' is a file the exporter writes itself"
-        )));
-    }
-    let Some(target) = path.strip_suffix(".tmpl") else {
-        return Ok(Entry {
-            path,
-            content: Content::File(file),
-        });
-    };
-    let text = std::fs::read_to_string(&file).map_err(io_error(&file))?;
-    let rendered = render(&text, vars).map_err(sdk_error)?;
-    Ok(Entry {
-        path: target.to_string(),
-        content: Content::Bytes(rendered.into_bytes()),
-    })
-}
-
 fn hashes(entries: &[Entry]) -> Result<BTreeMap<String, String>, PackageError> {
     let mut files = BTreeMap::new();
     for e in entries {
@@ -247,10 +203,12 @@ fn write_zip(
     };
     let mut zip = zip::ZipWriter::new(tmp.as_file());
     let json = serde_json::to_vec_pretty(manifest).expect("the manifest serializes");
-    zip.start_file(MANIFEST_FILE, options(MANIFEST_FILE, json.len() as u64))
-        .map_err(zip_error)?;
-    zip.write_all(&json).map_err(io_error(tmp.path()))?;
-    for e in entries {
+    let manifest_entry = Entry {
+        path: MANIFEST_FILE.into(),
+        content: Content::Bytes(json),
+        executable: false,
+    };
+    for e in std::iter::once(&manifest_entry).chain(entries) {
         write_entry(&mut zip, e).map_err(|err| match err {
             EntryError::Zip(z) => zip_error(z),
             EntryError::Io(path, error) => PackageError::Io { path, error },
@@ -281,7 +239,7 @@ enum EntryError {
 fn write_entry(zip: &mut zip::ZipWriter<&std::fs::File>, e: &Entry) -> Result<(), EntryError> {
     match &e.content {
         Content::Bytes(bytes) => {
-            zip.start_file(e.path.as_str(), options(&e.path, bytes.len() as u64))
+            zip.start_file(e.path.as_str(), options(e, bytes.len() as u64))
                 .map_err(EntryError::Zip)?;
             zip.write_all(bytes)
                 .map_err(|err| EntryError::Io(e.path.clone().into(), err))
@@ -290,7 +248,7 @@ fn write_entry(zip: &mut zip::ZipWriter<&std::fs::File>, e: &Entry) -> Result<()
             let io = |err| EntryError::Io(path.clone(), err);
             let mut file = std::fs::File::open(path).map_err(io)?;
             let len = file.metadata().map_err(io)?.len();
-            zip.start_file(e.path.as_str(), options(&e.path, len))
+            zip.start_file(e.path.as_str(), options(e, len))
                 .map_err(EntryError::Zip)?;
             std::io::copy(&mut file, zip).map(|_| ()).map_err(io)
         }
@@ -298,12 +256,11 @@ fn write_entry(zip: &mut zip::ZipWriter<&std::fs::File>, e: &Entry) -> Result<()
 }
 
 /// Deflate at a fast level (float weights barely compress; the libraries
-/// do), executables and libraries marked executable, Zip64 when needed.
-fn options(path: &str, len: u64) -> SimpleFileOptions {
-    let executable = path.starts_with("bin/") || path.contains(".so");
+/// do), Zip64 when needed.
+fn options(entry: &Entry, len: u64) -> SimpleFileOptions {
     SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(1))
-        .unix_permissions(if executable { 0o755 } else { 0o644 })
+        .unix_permissions(if entry.executable { 0o755 } else { 0o644 })
         .large_file(len >= u32::MAX as u64)
 }

@@ -3,7 +3,12 @@
 use std::collections::BTreeMap;
 
 use semiclass_manifest::checkpoint::Role;
-use semiclass_manifest::package::PackageManifest;
+use semiclass_manifest::package::{PackageManifest, Target};
+
+/// Said in a CUDA package's README, after the runtime library's name.
+const CUDA_NOTE: &str = " This CUDA build loads the machine's NVIDIA driver, CUDA and \
+cuDNN libraries (the versions onnxruntime.ai lists for this release); where they \
+are missing, use the cpu-x86_64 package.";
 
 /// Placeholder name -> text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +50,15 @@ impl Facts {
         facts.insert("runtime_version", &manifest.runtime.version);
         facts.insert("runtime_library", &manifest.runtime.library);
         facts.insert("sdk_version", env!("CARGO_PKG_VERSION"));
+        facts.insert("onnx_path", &model.onnx);
+        facts.insert("checkpoint_sha256", &model.checkpoint_sha256);
+        facts.insert("created", &manifest.created);
+        let (pip_package, runtime_note) = match manifest.target {
+            Target::CpuX86_64 => ("onnxruntime", ""),
+            Target::CudaX86_64 => ("onnxruntime-gpu", CUDA_NOTE),
+        };
+        facts.insert("pip_package", pip_package);
+        facts.insert("runtime_note", runtime_note);
         facts
     }
 

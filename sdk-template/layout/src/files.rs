@@ -90,14 +90,54 @@ pub enum LayoutError {
     Render { file: String, source: RenderError },
 }
 
-/// The SDK files of a package: built ones read from `build_dir`, templates
-/// rendered with `facts`. Refuses a build that has test hooks.
-pub fn package_files(build_dir: &Path, facts: &Facts) -> Result<Vec<PackageFile>, LayoutError> {
+/// Where the built SDK files (`infer`, `libsemiclass_sdk.so`) are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkBuild {
+    /// The cargo build folder, e.g. `target/release`.
+    pub dir: PathBuf,
+    test_hooks_allowed: bool,
+}
+
+impl SdkBuild {
+    /// A build to ship: one with test hooks is refused.
+    pub fn shipping(dir: impl Into<PathBuf>) -> SdkBuild {
+        SdkBuild {
+            dir: dir.into(),
+            test_hooks_allowed: false,
+        }
+    }
+
+    /// A `cargo test` build, accepted for tests of the packaging path
+    /// itself: anyone can unlock a package made from it through the hooks'
+    /// variables, so nothing but a test may ever ask for this.
+    pub fn with_test_hooks(dir: impl Into<PathBuf>) -> SdkBuild {
+        SdkBuild {
+            dir: dir.into(),
+            test_hooks_allowed: true,
+        }
+    }
+}
+
+/// The README of a package without the SDK (a model for a server or for
+/// the user's own ONNX Runtime code): nothing to activate.
+pub fn model_only_readme(facts: &Facts) -> Result<String, LayoutError> {
+    render(MODEL_ONLY_README, facts).map_err(|source| LayoutError::Render {
+        file: "README.md".to_string(),
+        source,
+    })
+}
+
+const MODEL_ONLY_README: &str = include_str!("../../templates/README-model-only.md");
+
+/// The SDK files of a package: built ones read from `build.dir`, templates
+/// rendered with `facts`. Refuses a build that has test hooks unless
+/// `build` allows them.
+pub fn package_files(build: &SdkBuild, facts: &Facts) -> Result<Vec<PackageFile>, LayoutError> {
     SDK_FILES
         .iter()
         .map(|file| {
             let bytes = match file.source {
-                Source::Built(name) => read_built(&build_dir.join(name))?,
+                Source::Built(name) => read_built(&build.dir.join(name), build.test_hooks_allowed)?,
                 Source::Text(text) => text.as_bytes().to_vec(),
                 Source::Template(template) => render(template, facts)
                     .map_err(|source| LayoutError::Render {
@@ -115,13 +155,13 @@ pub fn package_files(build_dir: &Path, facts: &Facts) -> Result<Vec<PackageFile>
         .collect()
 }
 
-fn read_built(path: &Path) -> Result<Vec<u8>, LayoutError> {
+fn read_built(path: &Path, test_hooks_allowed: bool) -> Result<Vec<u8>, LayoutError> {
     let bytes = fs::read(path).map_err(|source| LayoutError::Missing {
         path: path.to_path_buf(),
         source,
     })?;
     let marker = TEST_HOOKS_MARKER.as_bytes();
-    if bytes.windows(marker.len()).any(|w| w == marker) {
+    if !test_hooks_allowed && bytes.windows(marker.len()).any(|w| w == marker) {
         return Err(LayoutError::TestHooks {
             path: path.to_path_buf(),
         });
@@ -173,6 +213,11 @@ mod tests {
             "runtime_version",
             "runtime_library",
             "sdk_version",
+            "onnx_path",
+            "checkpoint_sha256",
+            "created",
+            "pip_package",
+            "runtime_note",
         ];
         for name in names {
             facts.insert(name, &format!("<{name}>"));
@@ -183,7 +228,7 @@ mod tests {
     #[test]
     fn every_sdk_file_is_placed_and_rendered() {
         let dir = build_dir(b"\x7fELF infer");
-        let files = package_files(dir.path(), &facts()).unwrap();
+        let files = package_files(&SdkBuild::shipping(dir.path()), &facts()).unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, SDK_FILES.iter().map(|f| f.path).collect::<Vec<_>>());
         assert_eq!(files[0].bytes, b"\x7fELF infer");
@@ -194,6 +239,10 @@ mod tests {
         }
         let readme = String::from_utf8(files.last().unwrap().bytes.clone()).unwrap();
         assert!(readme.contains("<package_id>") && readme.contains("<class_table>"));
+        let model_only = model_only_readme(&facts()).unwrap();
+        assert!(
+            model_only.contains("<onnx_path>") && model_only.contains("nothing needs activating")
+        );
     }
 
     #[test]
@@ -201,10 +250,12 @@ mod tests {
         let mut infer = b"\x7fELF ".to_vec();
         infer.extend_from_slice(format!("0.1.0 ({TEST_HOOKS_MARKER}: x)").as_bytes());
         let dir = build_dir(&infer);
-        let err = package_files(dir.path(), &facts()).unwrap_err();
+        let err = package_files(&SdkBuild::shipping(dir.path()), &facts()).unwrap_err();
         assert!(matches!(err, LayoutError::TestHooks { .. }), "{err}");
+        let for_tests = package_files(&SdkBuild::with_test_hooks(dir.path()), &facts()).unwrap();
+        assert_eq!(for_tests[0].bytes, infer);
         let empty = tempfile::tempdir().unwrap();
-        let err = package_files(empty.path(), &facts()).unwrap_err();
+        let err = package_files(&SdkBuild::shipping(empty.path()), &facts()).unwrap_err();
         assert!(err.to_string().contains("cargo build --release"), "{err}");
     }
 }

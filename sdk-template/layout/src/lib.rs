@@ -5,9 +5,9 @@
 //!
 //! ```no_run
 //! # fn demo(manifest: &semiclass_manifest::package::PackageManifest) -> Result<(), Box<dyn std::error::Error>> {
-//! use semiclass_sdk_layout::{Facts, package_files, sdk_build_dir};
+//! use semiclass_sdk_layout::{Facts, SdkBuild, package_files, sdk_build_dir};
 //! let facts = Facts::from_manifest(manifest);
-//! for file in package_files(&sdk_build_dir()?, &facts)? {
+//! for file in package_files(&SdkBuild::shipping(sdk_build_dir()?), &facts)? {
 //!     // write file.bytes to <package>/<file.path> (mode 0755 if file.executable)
 //! }
 //! # Ok(()) }
@@ -21,7 +21,7 @@ mod render;
 
 pub use facts::Facts;
 pub use files::{
-    LayoutError, PackageFile, SDK_FILES, SdkFile, Source, TEST_HOOKS_MARKER, package_files,
-    sdk_build_dir,
+    LayoutError, PackageFile, SDK_FILES, SdkBuild, SdkFile, Source, TEST_HOOKS_MARKER,
+    model_only_readme, package_files, sdk_build_dir,
 };
 pub use render::{RenderError, render};

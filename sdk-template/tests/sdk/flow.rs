@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use semiclass_sdk_layout::{Facts, LayoutError, package_files};
+use semiclass_sdk_layout::{Facts, LayoutError, SdkBuild, package_files};
 
 use crate::common::*;
 
@@ -173,6 +173,7 @@ fn a_bad_image_among_good_ones_is_reported_and_the_rest_predicted() {
 fn the_test_build_of_the_sdk_is_never_packaged() {
     let package = Package::slim("tiny-layout", &tiny_model(4));
     let built = infer_exe().parent().unwrap().to_path_buf();
-    let err = package_files(&built, &Facts::from_manifest(&package.manifest)).unwrap_err();
+    let build = SdkBuild::shipping(built);
+    let err = package_files(&build, &Facts::from_manifest(&package.manifest)).unwrap_err();
     assert!(matches!(err, LayoutError::TestHooks { .. }), "{err}");
 }

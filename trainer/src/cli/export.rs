@@ -1,11 +1,13 @@
 //! `semiclass export CKPT|@nick --target TARGET [--out DIR]`: the package of a
-//! checkpoint for one target runtime (the work is the exporter crate's).
+//! checkpoint for one target runtime, with the offline SDK (the work is the
+//! exporter crate's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
-use semiclass_exporter::package::{PackageRequest, build_package};
+use semiclass_exporter::package::{PackageRequest, SdkBuild, build_package};
 use semiclass_manifest::package::Target;
 
 #[derive(Debug, Args)]
@@ -23,6 +25,15 @@ pub struct ExportArgs {
     /// else the folder of $ORT_DYLIB_PATH].
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+    /// The cargo build folder holding the SDK (`infer`,
+    /// `libsemiclass_sdk.so`) built with `cargo build --release -p semiclass-sdk`
+    /// [default: the folder of this program].
+    #[arg(long, conflicts_with = "without_sdk")]
+    sdk_dir: Option<PathBuf>,
+    /// Leave the SDK out: the model, its runtime and a README, for
+    /// `semiclass-serve` or your own ONNX Runtime code (no activation needed).
+    #[arg(long)]
+    without_sdk: bool,
     /// Replace an existing package of the same name.
     #[arg(long)]
     force: bool,
@@ -37,13 +48,21 @@ fn parse_target(name: &str) -> Result<Target, String> {
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let checkpoint = super::checkpoint_arg(&args.checkpoint)?;
+    let sdk = match (args.without_sdk, args.sdk_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(SdkBuild::shipping(dir)),
+        (false, None) => {
+            let dir = semiclass_sdk_layout::sdk_build_dir()
+                .context("cannot tell where this program is; pass --sdk-dir")?;
+            Some(SdkBuild::shipping(dir))
+        }
+    };
     let built = build_package(&PackageRequest {
         checkpoint: &checkpoint,
         target: args.target,
         out_dir: &args.out,
         runtime_dir: args.runtime_dir.as_deref(),
-        // The SDK files join once sdk-template is built (licensing issue).
-        sdk: None,
+        sdk: sdk.as_ref(),
         replace: args.force,
     })?;
     let m = &built.manifest;
@@ -57,5 +76,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         m.runtime.version,
         built.fold.folded
     );
+    if m.license.required {
+        println!("  with the offline SDK: it runs after `bin/infer activate` with a serial");
+    }
     Ok(ExitCode::SUCCESS)
 }
