@@ -349,7 +349,9 @@ fn format_row(header: &[String], row: &Row) -> String {
     format_record(&fields)
 }
 
-fn quote(field: &str) -> String {
+/// One CSV field, RFC 4180-quoted only where needed (every CSV the trainer
+/// writes goes through here).
+pub fn quote(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {

@@ -14,7 +14,7 @@ use semiclass_registry::{EvalSource, NewEval, Registry, Resolved, resolve_checkp
 use semiclass_trainer::checkpoint::read_meta;
 use semiclass_trainer::data::loader::Transform;
 use semiclass_trainer::data::store::{ImageStore, StoreSpec, Use};
-use semiclass_trainer::engine::evaluate::{EvalInput, evaluate_keeping_mistakes};
+use semiclass_trainer::engine::evaluate::{EvalInput, evaluate_in_detail};
 use semiclass_trainer::engine::setup::{network_from_checkpoint, select_device};
 use semiclass_trainer::eval_report::{self, CheckpointInfo, EvalReport};
 use semiclass_trainer::registry_hooks;
@@ -298,7 +298,7 @@ fn evaluate(
         labeled.len(),
         items.shown
     );
-    let result = evaluate_keeping_mistakes(&net, &input, args.mistakes)?;
+    let result = evaluate_in_detail(&net, &input, args.mistakes)?;
     let checkpoint = CheckpointInfo {
         path: resolved.path.clone(),
         sha256: resolved.sha256.clone(),

@@ -18,8 +18,22 @@ pub struct EvalResult {
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
     /// The most confident mistakes, most confident first (as many as
-    /// asked of [`evaluate_keeping_mistakes`]; none from [`evaluate`]).
+    /// asked of [`evaluate_in_detail`]; none from [`evaluate`]).
     pub mistakes: Vec<Mistake>,
+    /// Every image's top-1 answer in the order evaluated (from
+    /// [`evaluate_in_detail`]; none from [`evaluate`]).
+    pub predictions: Vec<ImagePrediction>,
+}
+
+/// One image's top-1 answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImagePrediction {
+    /// Index of the image in the store.
+    pub index: usize,
+    pub truth: usize,
+    pub predicted: usize,
+    /// Softmax probability of the predicted class.
+    pub score: f64,
 }
 
 /// A misclassified image.
@@ -45,15 +59,21 @@ pub struct EvalInput<'a> {
 
 /// Runs `net` in eval mode over every item.
 pub fn evaluate(net: &Network, input: &EvalInput) -> Result<EvalResult, LoadError> {
-    evaluate_keeping_mistakes(net, input, 0)
+    run(net, input, None)
 }
 
-/// [`evaluate`], also keeping the `mistakes` most confident mistakes.
-pub fn evaluate_keeping_mistakes(
+/// [`evaluate`], also keeping every image's answer and the `mistakes`
+/// most confident mistakes.
+pub fn evaluate_in_detail(
     net: &Network,
     input: &EvalInput,
     mistakes: usize,
 ) -> Result<EvalResult, LoadError> {
+    run(net, input, Some(mistakes))
+}
+
+/// `details`: how many mistakes to keep, when every answer is kept.
+fn run(net: &Network, input: &EvalInput, details: Option<usize>) -> Result<EvalResult, LoadError> {
     let requests: Vec<Request> = input
         .items
         .chunks(input.batch_size.max(1))
@@ -74,7 +94,7 @@ pub fn evaluate_keeping_mistakes(
     );
     let classes = net.model.options.num_classes;
     let mut tally = Tally::new(classes);
-    tally.keep = mistakes;
+    tally.details = details;
     while let Some(batch) = loader.next_batch() {
         let part = batch?.remove(0);
         let size = input.transform.input_size as i64;
@@ -85,7 +105,7 @@ pub fn evaluate_keeping_mistakes(
         let y = Tensor::from_slice(&part.labels).to_device(net.device());
         let logits = tch::no_grad(|| net.forward(&x, false)).to_kind(Kind::Float);
         tally.add(&logits, &y);
-        tally.add_mistakes(&logits, &part.labels, &part.indices);
+        tally.add_details(&logits, &part.labels, &part.indices);
     }
     Ok(tally.finish())
 }
@@ -97,9 +117,10 @@ struct Tally {
     loss: f64,
     count: usize,
     confusion: Vec<Vec<u64>>,
-    /// How many mistakes to keep.
-    keep: usize,
+    /// How many mistakes to keep, when every answer is kept.
+    details: Option<usize>,
     mistakes: Vec<Mistake>,
+    predictions: Vec<ImagePrediction>,
 }
 
 impl Tally {
@@ -110,20 +131,27 @@ impl Tally {
             loss: 0.0,
             count: 0,
             confusion: vec![vec![0; classes]; classes],
-            keep: 0,
+            details: None,
             mistakes: Vec::new(),
+            predictions: Vec::new(),
         }
     }
 
-    /// Keeps the `keep` most confident mistakes seen so far.
-    fn add_mistakes(&mut self, logits: &Tensor, labels: &[i64], indices: &[usize]) {
-        if self.keep == 0 {
+    /// Keeps every answer and the most confident mistakes seen so far.
+    fn add_details(&mut self, logits: &Tensor, labels: &[i64], indices: &[usize]) {
+        let Some(keep) = self.details else {
             return;
-        }
+        };
         let (score, predicted) = logits.softmax(-1, Kind::Float).max_dim(1, false);
         let score = Vec::<f32>::try_from(score.to_device(tch::Device::Cpu)).expect("1-D");
         let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu)).expect("1-D");
         for (k, (&truth, &predicted)) in labels.iter().zip(&predicted).enumerate() {
+            self.predictions.push(ImagePrediction {
+                index: indices[k],
+                truth: truth as usize,
+                predicted: predicted as usize,
+                score: f64::from(score[k]),
+            });
             if truth != predicted {
                 self.mistakes.push(Mistake {
                     index: indices[k],
@@ -135,7 +163,7 @@ impl Tally {
         }
         self.mistakes
             .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        self.mistakes.truncate(self.keep);
+        self.mistakes.truncate(keep);
     }
 
     fn add(&mut self, logits: &Tensor, y: &Tensor) {
@@ -168,6 +196,7 @@ impl Tally {
             count: self.count,
             confusion: self.confusion,
             mistakes: self.mistakes,
+            predictions: self.predictions,
         }
     }
 }
@@ -198,13 +227,13 @@ mod tests {
     #[test]
     fn the_most_confident_mistakes_are_kept_most_confident_first() {
         let mut tally = Tally::new(3);
-        tally.keep = 2;
+        tally.details = Some(2);
         // Rows: right; wrong and sure (class 1); wrong and unsure; wrong and surest.
         let logits = Tensor::from_slice(&[
             9.0f32, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 9.0,
         ])
         .reshape([4, 3]);
-        tally.add_mistakes(&logits, &[0, 0, 2, 0], &[10, 11, 12, 13]);
+        tally.add_details(&logits, &[0, 0, 2, 0], &[10, 11, 12, 13]);
         let kept: Vec<(usize, usize, usize)> = tally
             .mistakes
             .iter()
@@ -213,5 +242,11 @@ mod tests {
         assert_eq!(kept, [(13, 0, 2), (11, 0, 1)]);
         assert!(tally.mistakes[0].score > 0.99);
         assert!(tally.mistakes[0].score > tally.mistakes[1].score);
+        let answers: Vec<(usize, usize)> = tally
+            .predictions
+            .iter()
+            .map(|p| (p.index, p.predicted))
+            .collect();
+        assert_eq!(answers, [(10, 0), (11, 1), (12, 1), (13, 2)]);
     }
 }

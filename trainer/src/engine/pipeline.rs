@@ -62,6 +62,7 @@ impl ModelOutcome {
             count: number("test_images").unwrap_or(0.0) as usize,
             confusion: Vec::new(),
             mistakes: Vec::new(),
+            predictions: Vec::new(),
         });
         Ok(ModelOutcome {
             best: PathBuf::from(best),

@@ -16,9 +16,11 @@ pub use scores::{Averages, ClassScores, class_scores, macro_average, weighted_av
 pub use table::table;
 
 use crate::engine::evaluate::EvalResult;
+use crate::metrics::quote;
 
 pub const REPORT_FILE: &str = "report.json";
 pub const CLASSES_FILE: &str = "per_class.csv";
+pub const PREDICTIONS_FILE: &str = "predictions.csv";
 pub const CONFUSION_COUNTS_FILE: &str = "confusion_counts.png";
 pub const CONFUSION_NORMALIZED_FILE: &str = "confusion_normalized.png";
 pub const MISTAKES_FILE: &str = "mistakes.png";
@@ -46,7 +48,19 @@ pub struct MistakeEntry {
     pub score: f64,
 }
 
-/// Everything one evaluation measured (`report.json`).
+/// One image's answer (a row of `predictions.csv`).
+#[derive(Debug, Clone)]
+pub struct PredictionEntry {
+    /// As written in the list, relative to the dataset folder.
+    pub path: String,
+    pub truth: usize,
+    pub predicted: usize,
+    /// Softmax probability of the predicted class.
+    pub score: f64,
+}
+
+/// Everything one evaluation measured (`report.json`; every image's
+/// answer goes to `predictions.csv` instead).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub checkpoint: CheckpointInfo,
@@ -66,6 +80,8 @@ pub struct EvalReport {
     pub mistakes: Vec<MistakeEntry>,
     /// UTC, RFC 3339.
     pub created: String,
+    #[serde(skip)]
+    pub predictions: Vec<PredictionEntry>,
 }
 
 impl EvalReport {
@@ -89,6 +105,16 @@ impl EvalReport {
                 score: m.score,
             })
             .collect();
+        let predictions = result
+            .predictions
+            .iter()
+            .map(|p| PredictionEntry {
+                path: paths[p.index].clone(),
+                truth: p.truth,
+                predicted: p.predicted,
+                score: p.score,
+            })
+            .collect();
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -106,6 +132,7 @@ impl EvalReport {
             confusion: result.confusion.clone(),
             mistakes,
             created: semiclass_manifest::checkpoint::rfc3339_utc(unix),
+            predictions,
         }
     }
 
@@ -140,7 +167,29 @@ pub fn write_tables(report: &EvalReport, out_dir: &Path) -> Result<(), WriteErro
     };
     let json = serde_json::to_vec_pretty(report).expect("a report serialises");
     write(REPORT_FILE, &json)?;
-    write(CLASSES_FILE, classes_csv(&report.classes).as_bytes())
+    write(CLASSES_FILE, classes_csv(&report.classes).as_bytes())?;
+    let names: Vec<String> = report.classes.iter().map(|c| c.name.clone()).collect();
+    write(
+        PREDICTIONS_FILE,
+        predictions_csv(&report.predictions, &names).as_bytes(),
+    )
+}
+
+fn predictions_csv(predictions: &[PredictionEntry], class_names: &[String]) -> String {
+    let name = |c: usize| class_names.get(c).map_or("", String::as_str);
+    let mut csv = String::from("path,truth_id,truth,predicted_id,predicted,score\n");
+    for p in predictions {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{:.6}\n",
+            quote(&p.path),
+            p.truth,
+            quote(name(p.truth)),
+            p.predicted,
+            quote(name(p.predicted)),
+            p.score
+        ));
+    }
+    csv
 }
 
 /// Draws both confusion matrices and the mistakes gallery (`images[i]`
@@ -198,7 +247,7 @@ fn classes_csv(classes: &[ClassScores]) -> String {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             c.id,
-            csv_field(&c.name),
+            quote(&c.name),
             c.support,
             c.predicted,
             number(c.precision),
@@ -207,15 +256,6 @@ fn classes_csv(classes: &[ClassScores]) -> String {
         ));
     }
     csv
-}
-
-/// RFC 4180 quoting, only where needed.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 #[cfg(test)]
@@ -234,5 +274,30 @@ mod tests {
         );
         assert_eq!(lines[1], "0,康乃馨,1,2,0.500000,1.000000,0.666667");
         assert_eq!(lines[2], "1,\"a, \"\"b\"\"\",1,0,,0.000000,0.000000");
+    }
+
+    #[test]
+    fn every_image_has_a_prediction_row() {
+        let names = ["coat".to_string(), "bag, small".to_string()];
+        let rows = [
+            PredictionEntry {
+                path: "images/a b.png".into(),
+                truth: 0,
+                predicted: 1,
+                score: 0.75,
+            },
+            PredictionEntry {
+                path: "images/c.png".into(),
+                truth: 1,
+                predicted: 1,
+                score: 0.5,
+            },
+        ];
+        assert_eq!(
+            predictions_csv(&rows, &names),
+            "path,truth_id,truth,predicted_id,predicted,score\n\
+             images/a b.png,0,coat,1,\"bag, small\",0.750000\n\
+             images/c.png,1,\"bag, small\",1,\"bag, small\",0.500000\n"
+        );
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             count,
             confusion,
             mistakes: Vec::new(),
+            predictions: Vec::new(),
         };
         let checkpoint = CheckpointInfo {
             path: "/c.safetensors".into(),
