@@ -101,10 +101,11 @@ fn activate_offline_then_predict_from_infer_c_and_python() {
             "--serial",
             &serial.to_string(),
             "--server",
-            "http://x",
+            "http://127.0.0.1:9",
         ],
     );
-    assert_refused(&online, "use --offline");
+    // Nothing listens there (the online exchange itself: tests/e2e/sdk.rs).
+    assert_refused(&online, "cannot reach the activation server");
 
     // Offline activation: request file -> vendor -> license file.
     let request = run(
