@@ -7,4 +7,5 @@ mod distill;
 mod export;
 mod models;
 mod registry;
+mod sdk;
 mod train;
