@@ -57,8 +57,8 @@ $(PAGE_TEST)/node_modules/.installed: $(PAGE_TEST)/package-lock.json
 demo: setup
 	@# The demo plays the vendor too: its license key (made once, kept in
 	@# data/vendor) is what the SDK built here trusts.
-	cargo build --release -p semiclass-license-issuer
-	scripts/vendor-key.sh $(VENDOR)
+	@# (Built first only for that: a second build with the keyring follows.)
+	test -f $(VENDOR)/vendor.key || { cargo build --release -p semiclass-license-issuer && scripts/vendor-key.sh $(VENDOR); }
 	SEMICLASS_LICENSE_KEYRING=$(VENDOR)/keyring.json cargo build --release \
 		-p semiclass-trainer -p semiclass-sdk -p semiclass-license-issuer -p semiclass-serve
 	$(SEMICLASS) demo-data fashion-mnist $(DEMO_DATASET) --labeled-frac 0.1 --seed 0

@@ -111,6 +111,8 @@ fn a_training_is_recorded_then_evaluated_marked_and_refused_once_changed() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(matrix, 8);
+    let answers = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    assert_eq!(answers.lines().count(), 1 + 8, "{answers}");
     let csv = std::fs::read_to_string(out.join("per_class.csv")).unwrap();
     assert!(
         csv.starts_with("class_id,class,support,predicted,precision,recall,f1\n0,dark,4,"),
@@ -158,6 +160,14 @@ fn a_training_is_recorded_then_evaluated_marked_and_refused_once_changed() {
         "{}",
         evals.stdout
     );
+    // --resume @nick continues the run of that checkpoint from its latest state.
+    let resumed = with_registry(
+        &registry,
+        &["train", "--mode", "large", "--resume", "@best-tiny"],
+    );
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    let expected = format!("run: {}", run_dir.display());
+    assert!(resumed.stdout.contains(&expected), "{}", resumed.all());
 
     // A copy marked, then changed: refused by nickname and by path.
     let copy = tmp.path().join("copy.safetensors");

@@ -38,9 +38,10 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     teacher: Option<PathBuf>,
     /// Continue an interrupted run from its `checkpoints/*-last.state.safetensors`,
-    /// with the run's own saved configuration.
-    #[arg(long)]
-    resume: Option<PathBuf>,
+    /// with the run's own saved configuration; @nick continues the run of
+    /// that checkpoint from its latest state.
+    #[arg(long, value_name = "STATE|@nick")]
+    resume: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,7 +75,8 @@ struct Session {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     semiclass_trainer::alloc::tune_for_training();
-    let (cfg, run) = prepare(&args)?;
+    let resume = args.resume.as_deref().map(resume_state).transpose()?;
+    let (cfg, run) = prepare(&args, resume.as_deref())?;
     if cfg.run.threads > 0 {
         tch::set_num_threads(cfg.run.threads as i32);
     }
@@ -99,7 +101,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         stop,
         terminal: Terminal::new(),
     };
-    let resume = args.resume.clone();
     let outcome = match args.mode {
         Mode::Large => large(&session, &run, resume).map(|o| vec![("large", o)]),
         Mode::Small => small(&session, &run, resume, None).map(|o| vec![("small", o)]),
@@ -225,8 +226,8 @@ fn report(mode: Mode, run: &RunDir, outcomes: &[(&str, ModelOutcome)]) -> anyhow
 
 /// The resolved configuration and a fresh (or, resuming, the existing)
 /// run directory holding it.
-fn prepare(args: &TrainArgs) -> anyhow::Result<(TrainConfig, RunDir)> {
-    if let Some(state) = &args.resume {
+fn prepare(args: &TrainArgs, resume: Option<&Path>) -> anyhow::Result<(TrainConfig, RunDir)> {
+    if let Some(state) = resume {
         let run_path = run_of_state(state, args.mode)?;
         let cfg: TrainConfig = resolve(Some(&run_path.join("config.yaml")), &[])?;
         return Ok((cfg, RunDir::open(&run_path)));
@@ -253,6 +254,32 @@ fn prepare(args: &TrainArgs) -> anyhow::Result<(TrainConfig, RunDir)> {
     semiclass_dataset::fsutil::write_atomic(&path, to_yaml(&cfg).as_bytes())
         .with_context(|| format!("{}", path.display()))?;
     Ok((cfg, run))
+}
+
+/// The state file `--resume` names: a path as given, or for `@nick` the
+/// newest `*-last.state.safetensors` next to the checkpoint it marks.
+fn resume_state(arg: &str) -> anyhow::Result<PathBuf> {
+    if !arg.starts_with('@') {
+        return Ok(PathBuf::from(arg));
+    }
+    let checkpoint = super::checkpoint_arg(arg)?;
+    let folder = checkpoint.parent().unwrap_or(Path::new("."));
+    let states = std::fs::read_dir(folder).with_context(|| folder.display().to_string())?;
+    let newest = states
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("-last.state.safetensors")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max();
+    newest.map(|(_, path)| path).with_context(|| {
+        format!(
+            "{arg} is {}, whose folder holds no *-last.state.safetensors to resume from",
+            checkpoint.display()
+        )
+    })
 }
 
 /// `RUN/checkpoints/x.state.safetensors` -> `RUN`; for joint runs the
