@@ -1,5 +1,5 @@
 //! Serial numbers: 95 random bits and one check character in Crockford
-//! base32, shown as five groups of four (`CG56-GDGD-ZXVK-F7CR-0Q2W`).
+//! base32, shown as five groups of four (`CG56-GDGD-ZXVK-F7CR-0Q2B`).
 //!
 //! A serial is only a lookup handle for the issuer; it proves nothing by
 //! itself. The check character lets the SDK refuse a typo before anything
@@ -30,7 +30,7 @@ pub struct Serial([u8; SYMBOLS]);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SerialError {
     #[error(
-        "serial has {found} characters, expected {SYMBOLS} (five groups of four, like CG56-GDGD-ZXVK-F7CR-0Q2W)"
+        "serial has {found} characters, expected {SYMBOLS} (five groups of four, like CG56-GDGD-ZXVK-F7CR-0Q2B)"
     )]
     Length { found: usize },
     #[error(
@@ -145,6 +145,12 @@ impl<'de> Deserialize<'de> for Serial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_shown_to_users_is_a_valid_serial() {
+        let example: Serial = "CG56-GDGD-ZXVK-F7CR-0Q2B".parse().unwrap();
+        assert_eq!(example.to_string(), "CG56-GDGD-ZXVK-F7CR-0Q2B");
+    }
 
     fn sample(seed: u8) -> Serial {
         let mut entropy = [0u8; 12];

@@ -11,7 +11,7 @@ use semiclass_sdk::{Package, environment};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Your serial, e.g. CG56-GDGD-ZXVK-F7CR-0Q2W.
+    /// Your serial, e.g. CG56-GDGD-ZXVK-F7CR-0Q2B.
     #[arg(long, conflicts_with = "license")]
     serial: Option<String>,
     /// Write an activation request file to send to the vendor.
