@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", semiclass_manifest::error_line(err.as_ref()));
             ExitCode::from(2)
         }
     }

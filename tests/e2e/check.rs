@@ -432,4 +432,11 @@ fn a_folder_that_does_not_exist_cannot_be_checked() {
         "{}",
         run.stderr
     );
+    // The OS's reason once, not once more for each layer that carries it.
+    assert_eq!(
+        run.stderr.matches("os error 2").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // The whole chain on one line, path first, as ripgrep does.
-            eprintln!("semiclass: error: {err:#}");
+            eprintln!(
+                "semiclass: error: {}",
+                semiclass_manifest::error_line(err.as_ref())
+            );
             ExitCode::from(2)
         }
     }

@@ -89,7 +89,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if let (Some(registry), Some(task)) = (registry.as_mut(), task) {
         let recorded = match &result {
             Ok(summary) => registry.finish_eval(task, summary),
-            Err(e) => registry.fail_eval(task, &format!("{e:#}")),
+            Err(e) => registry.fail_eval(task, &semiclass_manifest::error_line(e.as_ref())),
         };
         if let Err(e) = recorded {
             eprintln!("semiclass: warning: run registry: {e}");

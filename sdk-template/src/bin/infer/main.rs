@@ -51,21 +51,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line, path first (as `{:#}` prints
-/// them), without a cause its parent's message already shows: the
-/// libraries' `"{path}: {source}"` errors would print their cause twice.
+/// The shared one-line report (`semiclass_manifest::error_line`).
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line
+    semiclass_manifest::error_line(err.as_ref())
 }
 
 fn run(cli: Cli) -> Result<()> {
