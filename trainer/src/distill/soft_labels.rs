@@ -37,7 +37,7 @@ pub struct SoftLabelJob<'a> {
     pub flip: bool,
     pub batch_size: usize,
     /// The folder of cache files (shared by the runs under one parent).
-    pub cache_dir: &'a Path,
+    pub cache_dir: PathBuf,
     pub stop: &'a AtomicBool,
     /// Called with (done, total) after every chunk.
     pub on_progress: &'a dyn Fn(usize, usize),
@@ -78,8 +78,8 @@ impl SoftLabels {
         if let Some((probs, classes)) = read_cache(&file, &key, job.indices.len())? {
             return Ok(Some(SoftLabels::new(job, probs, classes, file, true)));
         }
-        std::fs::create_dir_all(job.cache_dir).map_err(|source| TrainError::Io {
-            path: job.cache_dir.to_path_buf(),
+        std::fs::create_dir_all(&job.cache_dir).map_err(|source| TrainError::Io {
+            path: job.cache_dir.clone(),
             source,
         })?;
         let (mut probs, mut classes) = read_partial(&partial, &key, job)?;

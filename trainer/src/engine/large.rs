@@ -2,8 +2,6 @@
 //! start's best checkpoint, then an optional self-training round; the best
 //! over all stages is the result.
 
-use std::path::PathBuf;
-
 use semiclass_dataset::Dataset;
 use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::Role;
@@ -170,16 +168,8 @@ fn selftrain_stage(
         .chain(data.unlabeled.iter().copied())
         .collect();
     let labels = SoftLabels::compute_or_load(&SoftLabelJob {
-        teacher: &teacher,
-        store: &data.store,
-        indices: &indices,
-        t: 1.0,
-        topk: data.classes.len().min(10),
         flip: cfg.selftrain.flip,
-        batch_size: cfg.train.batch_size.max(64) * 2,
-        cache_dir: &soft_label_dir(job.cfg),
-        stop: job.stop,
-        on_progress: job.on_teacher,
+        ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
     })?;
     let Some(labels) = labels else {
         return Ok(None);
@@ -212,8 +202,28 @@ fn selftrain_stage(
     }))
 }
 
-/// Where soft-label caches live: next to the runs, so that later runs with
-/// the same teacher and images reuse them.
-pub fn soft_label_dir(cfg: &TrainConfig) -> PathBuf {
-    cfg.run.dir.join(".soft-labels")
+/// The teacher's predictions on `indices` for this run: in batches twice
+/// the training batch (at least 128), cached next to the runs so that later
+/// runs with the same teacher and images reuse them, stopped by the run's
+/// signal flag, with its progress bar. Distillation and self-training set
+/// `t`, `topk` and `flip` on it (defaults: 1, at most 10, flip-averaged).
+pub fn soft_label_job<'a>(
+    job: &'a ModelRun,
+    data: &'a RunData,
+    teacher: &'a Teacher,
+    indices: &'a [usize],
+    train_batch_size: usize,
+) -> SoftLabelJob<'a> {
+    SoftLabelJob {
+        teacher,
+        store: &data.store,
+        indices,
+        t: 1.0,
+        topk: data.classes.len().min(10),
+        flip: true,
+        batch_size: train_batch_size.max(64) * 2,
+        cache_dir: job.cfg.run.dir.join(".soft-labels"),
+        stop: job.stop,
+        on_progress: job.on_teacher,
+    }
 }

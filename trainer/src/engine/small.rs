@@ -8,7 +8,7 @@ use std::path::Path;
 use semiclass_manifest::checkpoint::Role;
 
 use super::TrainError;
-use super::large::{prepare_model, soft_label_dir};
+use super::large::{prepare_model, soft_label_job};
 use super::pipeline::{BuildStage, ModelOutcome, StageResult, run_pipeline};
 use super::setup::{ModelRun, RunData};
 use super::stage::{Stage, StageContext, StageObserver};
@@ -87,16 +87,10 @@ fn distill_stage(
         DistillMode::Offline => {
             let indices: Vec<usize> = items.iter().map(|&(i, _)| i).collect();
             let labels = SoftLabels::compute_or_load(&SoftLabelJob {
-                teacher: &teacher,
-                store: &data.store,
-                indices: &indices,
                 t: distill.t,
                 topk: distill.topk.clamp(1, data.classes.len()),
                 flip: distill.flip,
-                batch_size: cfg.train.batch_size.max(64) * 2,
-                cache_dir: &soft_label_dir(job.cfg),
-                stop: job.stop,
-                on_progress: job.on_teacher,
+                ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
             })?;
             let Some(labels) = labels else {
                 return Ok(None);
