@@ -20,14 +20,7 @@ WARM=${WARM:-4}
 SSL=${SSL:-12}
 STUDENT=${STUDENT:-lcnet_050}
 T=${T:-4}
-SEMICLASS=target/release/semiclass
-RUNS=${RUNS:-$(mktemp -d)}
-mkdir -p "$RUNS"
-TEN=data/fashion-mnist
-ALL=data/fashion-mnist-all-labels
-[ -d "$TEN" ] || $SEMICLASS demo-data fashion-mnist "$TEN" --labeled-frac 0.1
-[ -d "$ALL" ] || $SEMICLASS demo-data fashion-mnist "$ALL" --labeled-frac 1.0
-test_top1() { grep "^$2: test.txt" "$1" | sed -E 's/.*top-1 ([0-9.]+)%.*/\1/'; }
+. bench/lib/fashion-mnist.sh
 common=(-o run.dir="$RUNS" -o large.log_interval=1000 -o small.log_interval=1000)
 
 if [ -z "${TEACHER:-}" ]; then

@@ -13,19 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WARM=${WARM:-5}
 SSL=${SSL:-20}
-SEMICLASS=target/release/semiclass
-RUNS=${RUNS:-$(mktemp -d)}
-mkdir -p "$RUNS"
-TEN=data/fashion-mnist
-ALL=data/fashion-mnist-all-labels
-[ -d "$TEN" ] || $SEMICLASS demo-data fashion-mnist "$TEN" --labeled-frac 0.1
-[ -d "$ALL" ] || $SEMICLASS demo-data fashion-mnist "$ALL" --labeled-frac 1.0
+. bench/lib/fashion-mnist.sh
 
 common=(-o run.dir="$RUNS" -o large.model=resnet18 -o large.input_size=32 -o large.log_interval=1000)
 # Steps per epoch over the 10% (5,500 images, batch 64): 85. The 100% run
 # has 859 per epoch, so it gets the same steps as fractional epochs.
 steps=$(( (WARM + SSL) * 85 ))
-test_top1() { grep '^large: test.txt' "$1" | sed -E 's/.*top-1 ([0-9.]+)%.*/\1/'; }
 
 $SEMICLASS train --mode large --data "$TEN" "${common[@]}" -o run.name=a-supervised-10 \
     -o large.epochs=$((WARM + SSL)) -o large.ssl.algorithm=supervised > "$RUNS/a.log"
