@@ -176,3 +176,29 @@ pub fn zlib(bytes: &[u8]) -> Vec<u8> {
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
 }
+
+/// Writes `PREFIX-images-idx3-ubyte.gz` and `PREFIX-labels-idx1-ubyte.gz`
+/// into `dir` in Fashion-MNIST's IDX layout: `pixels` holds the 28x28 images
+/// one after the other, `labels` one class per image.
+pub fn write_idx_split(dir: &Path, prefix: &str, pixels: &[u8], labels: &[u8]) {
+    let n = labels.len() as u32;
+    assert_eq!(pixels.len(), labels.len() * 784, "28x28 pixels per label");
+    let write_gz = |name: String, header: &[u32], data: &[u8]| {
+        let file = std::fs::File::create(dir.join(name)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        let header: Vec<u8> = header.iter().flat_map(|w| w.to_be_bytes()).collect();
+        std::io::Write::write_all(&mut gz, &header).unwrap();
+        std::io::Write::write_all(&mut gz, data).unwrap();
+        gz.finish().unwrap();
+    };
+    write_gz(
+        format!("{prefix}-images-idx3-ubyte.gz"),
+        &[0x0803, n, 28, 28],
+        pixels,
+    );
+    write_gz(
+        format!("{prefix}-labels-idx1-ubyte.gz"),
+        &[0x0801, n],
+        labels,
+    );
+}

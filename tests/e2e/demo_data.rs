@@ -1,31 +1,14 @@
 //! `semiclass demo-data fashion-mnist` on a small IDX source made here.
 
-use std::io::Write;
 use std::path::Path;
 
-use crate::common::semiclass;
-
-fn write_gz(path: &Path, bytes: &[u8]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap();
-}
+use crate::common::{semiclass, write_idx_split};
 
 /// IDX files with `n` images in the Fashion-MNIST layout, labels cycling 0..9.
 fn write_split(dir: &Path, prefix: &str, n: u32) {
-    let mut images = [0x0803u32, n, 28, 28]
-        .iter()
-        .flat_map(|w| w.to_be_bytes())
-        .collect::<Vec<u8>>();
-    images.extend((0..n * 784).map(|i| (i % 251) as u8));
-    write_gz(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")), &images);
-    let mut labels = [0x0801u32, n]
-        .iter()
-        .flat_map(|w| w.to_be_bytes())
-        .collect::<Vec<u8>>();
-    labels.extend((0..n).map(|i| (i % 10) as u8));
-    write_gz(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), &labels);
+    let pixels: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    write_idx_split(dir, prefix, &pixels, &labels);
 }
 
 fn build(source: &Path, out: &Path, seed: &str) -> crate::common::Run {

@@ -5,7 +5,6 @@
 //! `semiclass-serve`'s `/v1/activate`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,34 +13,17 @@ use semiclass_dataset::fashion_mnist::{DEBIAN_DIR, read_split};
 use semiclass_exporter::package::{PackageRequest, SdkBuild, build_package};
 use semiclass_manifest::package::Target;
 
-use crate::common::{Run, binary, command, semiclass};
+use crate::common::{Run, binary, command, semiclass, write_idx_split};
 
 const TEST_IMAGES: usize = 200;
-
-fn write_gz(path: &Path, bytes: &[u8]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap();
-}
 
 /// The first `n` images of the real split `prefix`, as an IDX source of its own.
 fn real_subset(source: &Path, out: &Path, prefix: &str, n: usize) {
     let split = read_split(source, prefix).unwrap_or_else(|e| {
         panic!("{e}: the Debian package dataset-fashion-mnist is needed (make test installs it)")
     });
-    let header = |magic: u32, dims: &[u32]| -> Vec<u8> {
-        std::iter::once(magic)
-            .chain(dims.iter().copied())
-            .flat_map(u32::to_be_bytes)
-            .collect()
-    };
-    let mut images = header(0x0803, &[n as u32, 28, 28]);
-    split.images[..n].iter().for_each(|i| images.extend(i));
-    let mut labels = header(0x0801, &[n as u32]);
-    labels.extend(&split.labels[..n]);
-    write_gz(&out.join(format!("{prefix}-images-idx3-ubyte.gz")), &images);
-    write_gz(&out.join(format!("{prefix}-labels-idx1-ubyte.gz")), &labels);
+    let pixels = split.images[..n].concat();
+    write_idx_split(out, prefix, &pixels, &split.labels[..n]);
 }
 
 fn ok(run: Run) -> Run {
