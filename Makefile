@@ -72,7 +72,13 @@ demo-quick: demo-build
 $(MODEL_FIXTURES)/cases.json: tests/fixtures/make_models.py $(VENV_STAMP)
 	$(PYTHON) tests/fixtures/make_models.py $(MODEL_FIXTURES)
 
-test: setup $(MODEL_FIXTURES)/cases.json
+# Pillow's outputs of every RandAugment operation, which the trainer's own
+# operations must reproduce (trainer/src/data/augment.rs).
+AUGMENT_FIXTURES := $(CURDIR)/target/augment-fixtures
+$(AUGMENT_FIXTURES)/cases.json: tests/fixtures/make_augment.py $(VENV_STAMP)
+	$(PYTHON) tests/fixtures/make_augment.py $(AUGMENT_FIXTURES)
+
+test: setup $(MODEL_FIXTURES)/cases.json $(AUGMENT_FIXTURES)/cases.json
 	cargo build --workspace --bins
 	scripts/preflight.sh target/debug
 	@# nextest ships with this machine kind; plain cargo test where it does not.

@@ -34,6 +34,11 @@ pub enum Init {
     /// PyTorch's default for `nn.Linear` / `nn.Conv2d`: uniform in
     /// `±1/sqrt(fan_in)`.
     UniformFanIn,
+    /// Normal with this standard deviation (not truncated): timm's
+    /// TensorFlow-style convolution init, whose fan-out the layer computes.
+    Normal(f64),
+    /// Uniform in `±bound`: timm's TensorFlow-style `nn.Linear` init.
+    Uniform(f64),
 }
 
 /// A parameter as the model declares it.

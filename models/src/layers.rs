@@ -28,6 +28,11 @@ pub struct ConvShape {
     pub kernel: usize,
     pub conv: Conv2d,
     pub bias: bool,
+    /// timm's TensorFlow-style init (`_init_weight_goog`, MobileNetV3 and
+    /// LCNet): fan-out `k² · cout / groups`, so a depthwise kernel starts
+    /// with std `sqrt(2 / k²)`. PyTorch's `kaiming_normal_` (ResNet, HGNet)
+    /// ignores groups and starts depthwise kernels `sqrt(C)` times smaller.
+    pub fan_out_per_group: bool,
 }
 
 impl ConvShape {
@@ -39,7 +44,19 @@ impl ConvShape {
             kernel,
             conv: Conv2d::new().stride(stride).timm_padding(kernel),
             bias: false,
+            fan_out_per_group: false,
         }
+    }
+
+    /// [`ConvShape::new`] with timm's TensorFlow-style init (MobileNetV3, LCNet).
+    pub fn tf(cin: usize, cout: usize, kernel: usize, stride: usize) -> Self {
+        ConvShape::new(cin, cout, kernel, stride).tf_init()
+    }
+
+    /// timm's TensorFlow-style init (see [`ConvShape::fan_out_per_group`]).
+    pub fn tf_init(mut self) -> Self {
+        self.fan_out_per_group = true;
+        self
     }
 
     pub fn groups(mut self, groups: usize) -> Self {
@@ -61,17 +78,36 @@ impl ConvShape {
 /// `nn.Conv2d` at `name` (`name.weight`, `name.bias`).
 pub fn conv2d<B: Backend>(b: &mut B, name: &str, x: &B::T, s: ConvShape) -> B::T {
     let shape = [s.cout, s.cin / s.conv.groups, s.kernel, s.kernel];
-    let w = weight(b, name, &shape, Init::KaimingNormalFanOut);
+    let init = if s.fan_out_per_group {
+        let fan_out = s.kernel * s.kernel * s.cout / s.conv.groups;
+        Init::Normal((2.0 / fan_out.max(1) as f64).sqrt())
+    } else {
+        Init::KaimingNormalFanOut
+    };
+    let w = weight(b, name, &shape, init);
     let bias = s.bias.then(|| bias(b, name, s.cout, Init::Zeros));
     b.conv2d(x, &w, bias.as_ref(), s.conv)
 }
 
 /// `nn.BatchNorm2d` at `name`, PyTorch's eps unless given.
 pub fn batch_norm<B: Backend>(b: &mut B, name: &str, x: &B::T, channels: usize, eps: f64) -> B::T {
+    batch_norm_scaled_from(b, name, x, (channels, eps), Init::Ones)
+}
+
+/// `nn.BatchNorm2d` whose scale starts at `scale_init`: `Init::Zeros` for
+/// the last norm of a residual branch (timm's `zero_init_last`), so every
+/// block starts as the identity.
+pub fn batch_norm_scaled_from<B: Backend>(
+    b: &mut B,
+    name: &str,
+    x: &B::T,
+    (channels, eps): (usize, f64),
+    scale_init: Init,
+) -> B::T {
     let buffer =
         |b: &mut B, n: &str, init| b.param(&join(name, n), &[channels], ParamKind::Buffer, init);
     let p = BatchNormParams {
-        weight: weight(b, name, &[channels], Init::Ones),
+        weight: weight(b, name, &[channels], scale_init),
         bias: bias(b, name, channels, Init::Zeros),
         running_mean: buffer(b, "running_mean", Init::Zeros),
         running_var: buffer(b, "running_var", Init::Ones),
@@ -126,16 +162,16 @@ pub fn global_avg_pool_flat<B: Backend>(b: &mut B, x: &B::T) -> B::T {
 }
 
 /// The classification head shared by most families: dropout, then
-/// `nn.Linear` at `name`.
+/// `nn.Linear` at `name` with the family's weight init.
 pub fn classifier<B: Backend>(
     b: &mut B,
     name: &str,
     x: &B::T,
     (features, classes): (usize, usize),
-    drop_rate: f64,
+    (drop_rate, init): (f64, Init),
 ) -> B::T {
     let x = b.dropout(x, drop_rate);
-    linear(b, name, &x, (features, classes), true, Init::UniformFanIn)
+    linear(b, name, &x, (features, classes), true, init)
 }
 
 /// timm's `make_divisible`: round `v` to a multiple of `divisor`, never

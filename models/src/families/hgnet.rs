@@ -415,7 +415,7 @@ fn head_forward<B: Backend>(b: &mut B, cfg: &Config, head: &Head, x: &B::T) -> B
         "head.fc",
         &x,
         (HEAD_HIDDEN, head.num_classes),
-        head.drop_rate,
+        (head.drop_rate, Init::UniformFanIn),
     )
 }
 

@@ -17,7 +17,7 @@
 //! multiplier), `se` squeeze-excite ratio, `nre` ReLU instead of the model's
 //! hard-swish.
 
-use crate::backend::{Activation, Backend};
+use crate::backend::{Activation, Backend, Init};
 use crate::layers::{BN_EPS, ConvShape, batch_norm, classifier, conv2d, join, make_divisible};
 use crate::model::Head;
 
@@ -217,11 +217,11 @@ impl Block<'_> {
 /// Stem, blocks, efficient head: timm's `MobileNetV3.forward`.
 pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B::T {
     let stem = cfg.stem_channels();
-    let x = conv2d(b, "conv_stem", x, ConvShape::new(3, stem, 3, 2));
+    let x = conv2d(b, "conv_stem", x, ConvShape::tf(3, stem, 3, 2));
     let x = batch_norm_act(b, "bn1", &x, stem, Some(ACT));
     let (x, channels) = blocks(cfg, head, b, x);
     let x = b.mean(&x, &[2, 3], true);
-    let s = ConvShape::new(channels, cfg.num_features, 1, 1).with_bias();
+    let s = ConvShape::tf(channels, cfg.num_features, 1, 1).with_bias();
     let x = conv2d(b, "conv_head", &x, s);
     let x = b.activation_in_place(x, ACT);
     let x = b.reshape(&x, &[0, -1]);
@@ -230,7 +230,11 @@ pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B:
         "classifier",
         &x,
         (cfg.num_features, head.num_classes),
-        head.drop_rate,
+        // timm's `_init_weight_goog`: uniform in ±1/sqrt(fan_out).
+        (
+            head.drop_rate,
+            Init::Uniform(1.0 / (head.num_classes as f64).sqrt()),
+        ),
     )
 }
 
@@ -275,7 +279,7 @@ fn apply<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
         Kind::DepthwiseSeparable { pw_act } => depthwise_separable(b, blk, x, pw_act),
         Kind::InvertedResidual { exp_ratio } => inverted_residual(b, blk, x, exp_ratio),
         Kind::ConvBnAct => {
-            let s = ConvShape::new(blk.cin, blk.cout, blk.def.kernel, blk.stride);
+            let s = ConvShape::tf(blk.cin, blk.cout, blk.def.kernel, blk.stride);
             let y = conv2d(b, &blk.layer("conv"), x, s);
             batch_norm_act(b, &blk.layer("bn1"), &y, blk.cout, Some(blk.def.act))
         }
@@ -291,7 +295,7 @@ fn depthwise_separable<B: Backend>(b: &mut B, blk: &Block, x: &B::T, pw_act: boo
         b,
         &blk.layer("conv_pw"),
         &y,
-        ConvShape::new(cin, blk.cout, 1, 1),
+        ConvShape::tf(cin, blk.cout, 1, 1),
     );
     let y = batch_norm_act(b, &blk.layer("bn2"), &y, blk.cout, pw_act.then_some(act));
     residual(b, blk, x, y)
@@ -304,7 +308,7 @@ fn inverted_residual<B: Backend>(b: &mut B, blk: &Block, x: &B::T, exp_ratio: f6
         b,
         &blk.layer("conv_pw"),
         x,
-        ConvShape::new(blk.cin, mid, 1, 1),
+        ConvShape::tf(blk.cin, mid, 1, 1),
     );
     let y = batch_norm_act(b, &blk.layer("bn1"), &y, mid, Some(blk.def.act));
     let y = depthwise(b, blk, &y, mid, "bn2");
@@ -313,7 +317,7 @@ fn inverted_residual<B: Backend>(b: &mut B, blk: &Block, x: &B::T, exp_ratio: f6
         b,
         &blk.layer("conv_pwl"),
         &y,
-        ConvShape::new(mid, blk.cout, 1, 1),
+        ConvShape::tf(mid, blk.cout, 1, 1),
     );
     let y = batch_norm_act(b, &blk.layer("bn3"), &y, blk.cout, None);
     residual(b, blk, x, y)
@@ -322,7 +326,7 @@ fn inverted_residual<B: Backend>(b: &mut B, blk: &Block, x: &B::T, exp_ratio: f6
 /// The block's strided depthwise `conv_dw`, then BatchNorm `bn` and the
 /// block's activation.
 fn depthwise<B: Backend>(b: &mut B, blk: &Block, x: &B::T, channels: usize, bn: &str) -> B::T {
-    let s = ConvShape::new(channels, channels, blk.def.kernel, blk.stride).groups(channels);
+    let s = ConvShape::tf(channels, channels, blk.def.kernel, blk.stride).groups(channels);
     let y = conv2d(b, &blk.layer("conv_dw"), x, s);
     batch_norm_act(b, &blk.layer(bn), &y, channels, Some(blk.def.act))
 }
@@ -337,10 +341,10 @@ fn squeeze_excite<B: Backend>(b: &mut B, blk: &Block, x: B::T, channels: usize) 
     let reduced = blk.cfg.se_channels(channels, blk.def.se_ratio);
     let name = blk.layer("se");
     let s = b.mean(&x, &[2, 3], true);
-    let reduce = ConvShape::new(channels, reduced, 1, 1).with_bias();
+    let reduce = ConvShape::tf(channels, reduced, 1, 1).with_bias();
     let s = conv2d(b, &join(&name, "conv_reduce"), &s, reduce);
     let s = b.activation(&s, Activation::Relu);
-    let expand = ConvShape::new(reduced, channels, 1, 1).with_bias();
+    let expand = ConvShape::tf(reduced, channels, 1, 1).with_bias();
     let s = conv2d(b, &join(&name, "conv_expand"), &s, expand);
     let gate = b.activation(&s, Activation::HardSigmoid);
     b.mul(&x, &gate)

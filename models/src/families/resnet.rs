@@ -2,9 +2,10 @@
 //! `layer1.0.downsample.0`, `fc`. Basic blocks for resnet18/34, bottlenecks
 //! for resnet26/50.
 
-use crate::backend::{Activation, Backend, Pool2d};
+use crate::backend::{Activation, Backend, Init, Pool2d};
 use crate::layers::{
-    BN_EPS, ConvShape, batch_norm, classifier, conv2d, global_avg_pool_flat, join,
+    BN_EPS, ConvShape, batch_norm, batch_norm_scaled_from, classifier, conv2d,
+    global_avg_pool_flat, join,
 };
 use crate::model::Head;
 
@@ -97,13 +98,21 @@ pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B:
         "fc",
         &x,
         (cfg.num_features(), head.num_classes),
-        head.drop_rate,
+        (head.drop_rate, Init::UniformFanIn),
     )
 }
 
 fn conv_bn<B: Backend>(b: &mut B, block: &str, i: usize, x: &B::T, s: ConvShape) -> B::T {
     let y = conv2d(b, &join(block, &format!("conv{i}")), x, s);
     batch_norm(b, &join(block, &format!("bn{i}")), &y, s.cout, BN_EPS)
+}
+
+/// The residual branch's last convolution and norm, its scale starting at
+/// zero (timm's `zero_init_last`): every block starts as the identity.
+fn conv_bn_last<B: Backend>(b: &mut B, block: &str, i: usize, x: &B::T, s: ConvShape) -> B::T {
+    let y = conv2d(b, &join(block, &format!("conv{i}")), x, s);
+    let bn = join(block, &format!("bn{i}"));
+    batch_norm_scaled_from(b, &bn, &y, (s.cout, BN_EPS), Init::Zeros)
 }
 
 fn basic<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
@@ -115,7 +124,7 @@ fn basic<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
         ConvShape::new(blk.cin, blk.planes, 3, blk.stride),
     );
     let y = b.activation_in_place(y, Activation::Relu);
-    let y = conv_bn(
+    let y = conv_bn_last(
         b,
         blk.name,
         2,
@@ -131,7 +140,7 @@ fn bottleneck<B: Backend>(b: &mut B, blk: &Block, x: &B::T) -> B::T {
     let y = b.activation_in_place(y, Activation::Relu);
     let y = conv_bn(b, blk.name, 2, &y, ConvShape::new(w, w, 3, blk.stride));
     let y = b.activation_in_place(y, Activation::Relu);
-    let y = conv_bn(b, blk.name, 3, &y, ConvShape::new(w, out, 1, 1));
+    let y = conv_bn_last(b, blk.name, 3, &y, ConvShape::new(w, out, 1, 1));
     residual(b, blk, x, y, out)
 }
 

@@ -1,16 +1,27 @@
 //! Training augmentations on 8-bit RGB images.
 //!
-//! The weak view (random crop + flip) is what the EMA teacher labels; the
-//! strong view (weak + RandAugment + Cutout) is what the student must
-//! still get right: FixMatch's consistency between the two.
+//! The weak view (random crop + flip) is what the pseudo-labels come from;
+//! the strong view (weak + RandAugment + Cutout) is what the model must
+//! still get right: FixMatch's consistency between the two. RandAugment is
+//! USB's (semilearn/datasets/augmentation/randaugment.py, FixMatch's list
+//! and value ranges) and each operation computes what Pillow computes
+//! (checked op by op against Pillow by `ops_match_pillow`).
 //! Every random choice comes from the `rng` passed in, so a sample's views
 //! are a pure function of its seed (exact resume, same views on any thread).
 
 use image::{Rgb, RgbImage, imageops};
 use rand::Rng;
 
-/// Grey fill for pixels that geometric operations uncover (as timm's 128).
-const FILL: Rgb<u8> = Rgb([128, 128, 128]);
+/// Pixels uncovered by rotations, shears and translations: black, Pillow's
+/// default `fillcolor` (a black border is what Fashion-MNIST-like images
+/// already have; grey would be a new feature to learn).
+const GEOMETRIC_FILL: Rgb<u8> = Rgb([0, 0, 0]);
+
+/// Cutout's colour in USB (about the ImageNet mean).
+const CUTOUT_FILL: Rgb<u8> = Rgb([125, 123, 114]);
+
+/// RandAugment operations per strong view (FixMatch's N = 2).
+const OPS_PER_VIEW: usize = 2;
 
 /// Images no larger than this are treated as "small" (CIFAR/MNIST style):
 /// padded random crops instead of random resized crops.
@@ -32,16 +43,19 @@ pub fn weak(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
     out
 }
 
-/// The strong view: the weak view, two random RandAugment operations at a
-/// random magnitude, then Cutout of a square up to half the side.
+/// The strong view: the weak view, two RandAugment operations drawn with
+/// replacement, each at a value drawn uniformly from its range, then
+/// Cutout of a square up to half the side (USB's `RandAugment.__call__`).
 pub fn strong(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
     let mut out = weak(img, size, rng);
-    for _ in 0..2 {
+    for _ in 0..OPS_PER_VIEW {
         let op = OPS[rng.random_range(0..OPS.len())];
-        let magnitude = rng.random_range(0.05..1.0);
-        out = apply(op, &out, magnitude, rng);
+        let (lo, hi) = op.range();
+        let value = lo + (hi - lo) * rng.random::<f64>();
+        out = apply(op, &out, value);
     }
-    cutout(&mut out, rng);
+    let side = rng.random::<f64>() * 0.5 * out.width() as f64;
+    cutout(&mut out, side, rng);
     out
 }
 
@@ -124,56 +138,55 @@ pub const OPS: [Op; 14] = [
     Op::TranslateY,
 ];
 
-/// Applies `op` at `magnitude` in 0..1; signed operations pick a random sign.
-pub fn apply(op: Op, img: &RgbImage, magnitude: f64, rng: &mut impl Rng) -> RgbImage {
-    let signed = if rng.random_bool(0.5) {
-        magnitude
-    } else {
-        -magnitude
-    };
+impl Op {
+    /// USB's value range (`augment_list`): enhancement factors below 1
+    /// (weakening only), degrees, shear and translation as shares of the
+    /// side, bits kept, the solarize threshold.
+    pub fn range(self) -> (f64, f64) {
+        match self {
+            Op::Identity | Op::AutoContrast | Op::Equalize => (0.0, 1.0),
+            Op::Brightness | Op::Color | Op::Contrast | Op::Sharpness => (0.05, 0.95),
+            Op::Posterize => (4.0, 8.0),
+            Op::Rotate => (-30.0, 30.0),
+            Op::ShearX | Op::ShearY | Op::TranslateX | Op::TranslateY => (-0.3, 0.3),
+            Op::Solarize => (0.0, 256.0),
+        }
+    }
+}
+
+/// Applies `op` at `value` (in [`Op::range`]) as Pillow does.
+pub fn apply(op: Op, img: &RgbImage, value: f64) -> RgbImage {
     let (w, h) = (img.width() as f64, img.height() as f64);
     match op {
         Op::Identity => img.clone(),
         Op::AutoContrast => auto_contrast(img),
         Op::Equalize => equalize(img),
-        Op::Rotate => affine(img, Affine::rotation(signed * 30f64.to_radians(), w, h)),
-        Op::Solarize => map(img, |v| {
-            if v as f64 >= 256.0 * (1.0 - magnitude) {
-                255 - v
-            } else {
-                v
-            }
-        }),
-        Op::Color => blend(&grey(img), img, 1.0 + 0.9 * signed),
+        Op::Rotate => affine(img, Affine::rotation(value.to_radians(), w, h)),
+        Op::Solarize => map(img, |v| if f64::from(v) < value { v } else { 255 - v }),
+        Op::Color => blend(&grey(img), img, value),
         Op::Posterize => {
-            let bits = 8 - (magnitude * 4.0).round() as u32;
+            let bits = (value as u32).clamp(1, 8);
             let mask = !(((1u16 << (8 - bits)) - 1) as u8);
             map(img, |v| v & mask)
         }
         Op::Contrast => {
             let mean = mean_grey(img);
-            blend(
-                &RgbImage::from_pixel(img.width(), img.height(), Rgb([mean; 3])),
-                img,
-                1.0 + 0.9 * signed,
-            )
+            let base = RgbImage::from_pixel(img.width(), img.height(), Rgb([mean; 3]));
+            blend(&base, img, value)
         }
-        Op::Brightness => blend(
-            &RgbImage::new(img.width(), img.height()),
-            img,
-            1.0 + 0.9 * signed,
-        ),
-        Op::Sharpness => blend(&smooth(img), img, 1.0 + 0.9 * signed),
-        Op::ShearX => affine(img, Affine([1.0, signed * 0.3, 0.0, 0.0, 1.0, 0.0])),
-        Op::ShearY => affine(img, Affine([1.0, 0.0, 0.0, signed * 0.3, 1.0, 0.0])),
-        Op::TranslateX => affine(img, Affine([1.0, 0.0, signed * 0.3 * w, 0.0, 1.0, 0.0])),
-        Op::TranslateY => affine(img, Affine([1.0, 0.0, 0.0, 0.0, 1.0, signed * 0.3 * h])),
+        Op::Brightness => blend(&RgbImage::new(img.width(), img.height()), img, value),
+        Op::Sharpness => blend(&smooth(img), img, value),
+        Op::ShearX => affine(img, Affine([1.0, value, 0.0, 0.0, 1.0, 0.0])),
+        Op::ShearY => affine(img, Affine([1.0, 0.0, 0.0, value, 1.0, 0.0])),
+        Op::TranslateX => affine(img, Affine([1.0, 0.0, value * w, 0.0, 1.0, 0.0])),
+        Op::TranslateY => affine(img, Affine([1.0, 0.0, 0.0, 0.0, 1.0, value * h])),
     }
 }
 
 fn map(img: &RgbImage, f: impl Fn(u8) -> u8) -> RgbImage {
+    let lut: Vec<u8> = (0..=255u8).map(f).collect();
     let mut out = img.clone();
-    out.iter_mut().for_each(|v| *v = f(*v));
+    out.iter_mut().for_each(|v| *v = lut[*v as usize]);
     out
 }
 
@@ -186,28 +199,32 @@ fn grey(img: &RgbImage) -> RgbImage {
     out
 }
 
-/// ITU-R 601 luma, as PIL's "L" conversion.
+/// ITU-R 601-2 luma in Pillow's fixed point (`convert("L")`).
 fn luma(px: &Rgb<u8>) -> u8 {
     let [r, g, b] = px.0.map(u32::from);
-    ((r * 299 + g * 587 + b * 114 + 500) / 1000) as u8
+    ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8
 }
 
+/// The rounded mean luma (`ImageEnhance.Contrast`'s grey).
 fn mean_grey(img: &RgbImage) -> u8 {
     let sum: u64 = img.pixels().map(|p| luma(p) as u64).sum();
-    (sum / (img.width() as u64 * img.height() as u64).max(1)) as u8
+    let n = (img.width() as u64 * img.height() as u64).max(1);
+    (sum as f64 / n as f64 + 0.5) as u8
 }
 
-/// `base + factor * (img - base)`, clamped: PIL's ImageEnhance.
+/// `base + factor * (img - base)`, clamped: Pillow's `Image.blend`, which
+/// ImageEnhance uses.
 fn blend(base: &RgbImage, img: &RgbImage, factor: f64) -> RgbImage {
+    let factor = factor as f32;
     let mut out = img.clone();
     for (o, (b, i)) in out.iter_mut().zip(base.iter().zip(img.iter())) {
-        let v = *b as f64 + factor * (*i as f64 - *b as f64);
-        *o = v.round().clamp(0.0, 255.0) as u8;
+        let v = *b as f32 + factor * (*i as f32 - *b as f32);
+        *o = v.clamp(0.0, 255.0) as u8;
     }
     out
 }
 
-/// PIL's SMOOTH filter (3x3, centre weight 5, total 13), borders kept.
+/// Pillow's SMOOTH filter (3x3, centre weight 5, total 13), borders kept.
 fn smooth(img: &RgbImage) -> RgbImage {
     let (w, h) = img.dimensions();
     let mut out = img.clone();
@@ -225,37 +242,49 @@ fn smooth(img: &RgbImage) -> RgbImage {
     out
 }
 
+/// Pillow's `ImageOps.autocontrast` (no cutoff): each channel's range
+/// stretched to 0..255, truncating.
 fn auto_contrast(img: &RgbImage) -> RgbImage {
     let mut out = img.clone();
     for c in 0..3 {
         let (lo, hi) = img
             .pixels()
             .fold((255u8, 0u8), |(lo, hi), p| (lo.min(p[c]), hi.max(p[c])));
-        if hi > lo {
-            let scale = 255.0 / (hi - lo) as f64;
-            for p in out.pixels_mut() {
-                p[c] = ((p[c] - lo) as f64 * scale).round() as u8;
-            }
+        if hi <= lo {
+            continue;
         }
+        let scale = 255.0 / f64::from(hi - lo);
+        let offset = -f64::from(lo) * scale;
+        let lut: Vec<u8> = (0..256)
+            .map(|v| (v as f64 * scale + offset).clamp(0.0, 255.0) as u8)
+            .collect();
+        out.pixels_mut().for_each(|p| p[c] = lut[p[c] as usize]);
     }
     out
 }
 
+/// Pillow's `ImageOps.equalize`: per channel, levels spread by the
+/// cumulative histogram *before* each level, so the darkest level stays 0
+/// (a black background stays black).
 fn equalize(img: &RgbImage) -> RgbImage {
     let mut out = img.clone();
-    let n = (img.width() * img.height()) as f64;
     for c in 0..3 {
-        let mut hist = [0u32; 256];
+        let mut hist = [0u64; 256];
         img.pixels().for_each(|p| hist[p[c] as usize] += 1);
-        let mut cdf = [0f64; 256];
-        let mut acc = 0u32;
-        for (v, count) in hist.iter().enumerate() {
-            acc += count;
-            cdf[v] = acc as f64 / n;
+        let Some(last) = hist.iter().rposition(|&n| n > 0) else {
+            continue;
+        };
+        let step = (hist.iter().sum::<u64>() - hist[last]) / 255;
+        if step == 0 {
+            continue;
         }
-        for p in out.pixels_mut() {
-            p[c] = (cdf[p[c] as usize] * 255.0).round() as u8;
+        let mut lut = [0u8; 256];
+        let mut n = step / 2;
+        for (level, count) in hist.iter().enumerate() {
+            lut[level] = (n / step).min(255) as u8;
+            n += count;
         }
+        out.pixels_mut().for_each(|p| p[c] = lut[p[c] as usize]);
     }
     out
 }
@@ -265,7 +294,7 @@ fn equalize(img: &RgbImage) -> RgbImage {
 struct Affine([f64; 6]);
 
 impl Affine {
-    /// Rotation by `angle` about the image centre.
+    /// Pillow's `Image.rotate(degrees)` (counter-clockwise about the centre).
     fn rotation(angle: f64, w: f64, h: f64) -> Self {
         let (s, c) = angle.sin_cos();
         let (cx, cy) = (w / 2.0, h / 2.0);
@@ -273,7 +302,8 @@ impl Affine {
     }
 }
 
-/// Nearest-neighbour warp, uncovered pixels grey.
+/// Nearest-neighbour warp at pixel centres (Pillow's `transform(AFFINE)`),
+/// uncovered pixels black.
 fn affine(img: &RgbImage, m: Affine) -> RgbImage {
     let [a, b, c, d, e, f] = m.0;
     let (w, h) = img.dimensions();
@@ -284,23 +314,30 @@ fn affine(img: &RgbImage, m: Affine) -> RgbImage {
         if sx >= 0.0 && sy >= 0.0 && sx < w as f64 && sy < h as f64 {
             *img.get_pixel(sx as u32, sy as u32)
         } else {
-            FILL
+            GEOMETRIC_FILL
         }
     })
 }
 
-/// Greys out a random square of up to half the image side (DeVries 2017).
-fn cutout(img: &mut RgbImage, rng: &mut impl Rng) {
+/// USB's `CutoutAbs`: a square of `side` pixels at a uniform centre, in
+/// Cutout's colour (DeVries 2017).
+fn cutout(img: &mut RgbImage, side: f64, rng: &mut impl Rng) {
     let (w, h) = img.dimensions();
-    let side = (rng.random_range(0.0..0.5) * w.min(h) as f64) as u32;
-    if side == 0 {
+    if side <= 0.0 {
         return;
     }
-    let (cx, cy) = (rng.random_range(0..w), rng.random_range(0..h));
-    let (x0, y0) = (cx.saturating_sub(side / 2), cy.saturating_sub(side / 2));
-    for y in y0..(y0 + side).min(h) {
-        for x in x0..(x0 + side).min(w) {
-            img.put_pixel(x, y, FILL);
+    let (cx, cy) = (
+        rng.random::<f64>() * w as f64,
+        rng.random::<f64>() * h as f64,
+    );
+    let x0 = (cx - side / 2.0).max(0.0) as u32;
+    let y0 = (cy - side / 2.0).max(0.0) as u32;
+    // Pillow's rectangle includes its far corner.
+    let x1 = ((x0 as f64 + side) as u32).min(w - 1);
+    let y1 = ((y0 as f64 + side) as u32).min(h - 1);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            img.put_pixel(x, y, CUTOUT_FILL);
         }
     }
 }
@@ -339,16 +376,80 @@ mod tests {
     }
 
     #[test]
-    fn every_op_keeps_size_and_changes_something_at_full_magnitude() {
+    fn every_op_keeps_size_and_changes_something_at_the_end_of_its_range() {
         let img = gradient(20, 20);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
         for op in OPS {
-            let out = apply(op, &img, 1.0, &mut rng);
+            let (lo, hi) = op.range();
+            // Posterize keeps all 8 bits and Solarize nothing at their top.
+            let value = if matches!(op, Op::Posterize | Op::Solarize) {
+                lo
+            } else {
+                hi
+            };
+            let out = apply(op, &img, value);
             assert_eq!(out.dimensions(), img.dimensions(), "{op:?}");
-            if op != Op::Identity && op != Op::Color {
+            if op != Op::Identity {
                 assert!(out != img, "{op:?} changed nothing");
             }
         }
+    }
+
+    fn op_named(name: &str) -> Op {
+        *OPS.iter()
+            .find(|op| format!("{op:?}") == name)
+            .unwrap_or_else(|| panic!("no operation {name}"))
+    }
+
+    /// Every operation against Pillow at fixed values on fixed images
+    /// (`tests/fixtures/make_augment.py`, made by `make test`).
+    #[test]
+    fn ops_match_pillow() {
+        let dir = std::env::var_os("SEMICLASS_AUGMENT_FIXTURES")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../target/augment-fixtures")
+            });
+        let cases = dir.join("cases.json");
+        let text = std::fs::read_to_string(&cases)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `make test` to make it", cases.display()));
+        let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut failures = Vec::new();
+        for case in cases["cases"].as_array().unwrap() {
+            let load = |key: &str| {
+                image::open(dir.join(case[key].as_str().unwrap()))
+                    .unwrap()
+                    .to_rgb8()
+            };
+            let (op, value) = (
+                case["op"].as_str().unwrap(),
+                case["value"].as_f64().unwrap(),
+            );
+            let got = apply(op_named(op), &load("input"), value);
+            let want = load("expected");
+            let differing = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+            if differing > 0 {
+                failures.push(format!(
+                    "{op}({value}) on {}: {differing} values differ",
+                    case["input"]
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn equalize_keeps_a_black_background_black() {
+        // Half black, the rest spread: Pillow maps the darkest level to 0
+        // and the first level above it half-way (values from Pillow 13).
+        let img = RgbImage::from_fn(16, 16, |x, y| {
+            let v = if x < 8 { 0 } else { (y * 16 + x) as u8 };
+            Rgb([v, v, v])
+        });
+        let out = equalize(&img);
+        assert_eq!(out.get_pixel(0, 0), &Rgb([0, 0, 0]));
+        assert_eq!(out.get_pixel(8, 0), &Rgb([128, 128, 128]));
+        assert_eq!(out.get_pixel(15, 15), &Rgb([255, 255, 255]));
     }
 
     #[test]

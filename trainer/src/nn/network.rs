@@ -142,6 +142,11 @@ fn dims(shape: &Shape) -> Vec<i64> {
     shape.iter().map(|&d| d as i64).collect()
 }
 
+/// Uniform in `±bound`.
+fn uniform(shape: Vec<i64>, options: (Kind, Device), bound: f64) -> Tensor {
+    Tensor::rand(shape, options) * (2.0 * bound) - bound
+}
+
 /// A fresh tensor for `p`, on `device`.
 fn initial_value(p: &ParamSpec, device: Device) -> Tensor {
     let shape = dims(&p.shape);
@@ -157,9 +162,77 @@ fn initial_value(p: &ParamSpec, device: Device) -> Tensor {
         Init::TruncNormal(std) => {
             (Tensor::randn(shape, options) * std).clamp(-2.0 * std, 2.0 * std)
         }
-        Init::UniformFanIn => {
-            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-            Tensor::rand(shape, options) * (2.0 * bound) - bound
+        Init::UniformFanIn => uniform(shape, options, 1.0 / (fan_in.max(1) as f64).sqrt()),
+        Init::Normal(std) => Tensor::randn(shape, options) * std,
+        Init::Uniform(bound) => uniform(shape, options, bound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use semiclass_models::ModelOptions;
+
+    fn network(name: &str) -> Network {
+        tch::manual_seed(0);
+        let model = Model::new(name, ModelOptions::new(10, 32)).unwrap();
+        Network::new(model, Device::Cpu)
+    }
+
+    fn std_of(net: &Network, name: &str) -> f64 {
+        net.var(name).unwrap().std(true).double_value(&[])
+    }
+
+    #[test]
+    fn depthwise_kernels_start_as_timm_starts_them() {
+        // timm's `_init_weight_goog`: fan-out k² · C / groups, so a 3x3
+        // depthwise kernel has std sqrt(2 / 9) whatever its channel count.
+        let net = network("lcnet_050");
+        let (dw, pw) = ("blocks.1.0.conv_dw.weight", "blocks.1.0.conv_pw.weight");
+        assert_eq!(net.var(dw).unwrap().size()[1], 1, "{dw} is depthwise");
+        let want = (2.0f64 / 9.0).sqrt();
+        let got = std_of(&net, dw);
+        assert!(
+            (got / want - 1.0).abs() < 0.25,
+            "{dw}: std {got}, want {want}"
+        );
+        // A 1x1 pointwise kernel: fan-out = its output channels.
+        let cout = net.var(pw).unwrap().size()[0] as f64;
+        let got = std_of(&net, pw);
+        let want = (2.0 / cout).sqrt();
+        assert!(
+            (got / want - 1.0).abs() < 0.1,
+            "{pw}: std {got}, want {want}"
+        );
+        // The classifier: uniform in ±1/sqrt(classes).
+        let max = net
+            .var("classifier.weight")
+            .unwrap()
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            max > 0.25 && max <= 1.0 / 10f64.sqrt(),
+            "classifier max {max}"
+        );
+    }
+
+    #[test]
+    fn every_resnet_block_starts_as_the_identity() {
+        let net = network("resnet18");
+        for stage in 1..=4 {
+            for block in 0..2 {
+                let name = format!("layer{stage}.{block}.bn2.weight");
+                let scale = net.var(&name).unwrap().abs().max().double_value(&[]);
+                assert_eq!(scale, 0.0, "{name}");
+            }
         }
+        assert_eq!(
+            net.var("layer1.0.bn1.weight")
+                .unwrap()
+                .min()
+                .double_value(&[]),
+            1.0
+        );
     }
 }

@@ -78,6 +78,13 @@ fn randomize(net: &Network, x: &Tensor) {
         for (p, (_, t)) in net.model.params().iter().zip(tensors) {
             let base = match (p.kind, p.init) {
                 (ParamKind::Trainable, Init::Ones) => 1.0,
+                // A norm scale that starts at zero (ResNet's last norm of
+                // each block) is a scale all the same.
+                (ParamKind::Trainable, Init::Zeros)
+                    if p.shape.len() == 1 && p.name.ends_with(".weight") =>
+                {
+                    1.0
+                }
                 (ParamKind::Trainable, Init::Zeros) => 0.0,
                 _ => continue,
             };
