@@ -4,6 +4,7 @@
 
 pub mod algorithms;
 pub mod alloc;
+pub mod baseline;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

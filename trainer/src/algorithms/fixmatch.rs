@@ -1,6 +1,8 @@
-//! FixMatch (Sohn et al. 2020) with an EMA teacher (as Semi-ViT): the
-//! teacher's confident predictions on weak views are hard pseudo-labels
-//! the student must reproduce on strong views of the same images.
+//! FixMatch (Sohn et al. 2020), as USB's `fixmatch.py`: the confident
+//! predictions on weak views (softmax at temperature 1, hard labels) are
+//! pseudo-labels the model must reproduce on strong views of the same
+//! images. Where the weak-view logits come from (the live model or its
+//! EMA) is the step's business, not the algorithm's.
 
 use tch::Kind;
 
@@ -13,8 +15,6 @@ pub struct FixMatch {
     pub p_cutoff: f64,
     /// Weight of the unsupervised loss.
     pub lambda_u: f64,
-    /// Softmax temperature for the pseudo-label probabilities.
-    pub t: f64,
 }
 
 impl Algorithm for FixMatch {
@@ -27,7 +27,7 @@ impl Algorithm for FixMatch {
     }
 
     fn losses(&mut self, logits: &StepLogits) -> StepLosses {
-        let probs_x_ulb_w = teacher_probs(logits, self.t);
+        let probs_x_ulb_w = teacher_probs(logits);
         let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
         let mask = max_probs.ge(self.p_cutoff).to_kind(Kind::Float);
         masked_consistency(logits, &pseudo_label, &mask, self.lambda_u)
@@ -44,7 +44,6 @@ mod tests {
         let mut fixmatch = FixMatch {
             p_cutoff: 0.9,
             lambda_u: 2.0,
-            t: 1.0,
         };
         let logits_x_lb = Tensor::from_slice(&[2.0f32, 0.0]).reshape([1, 2]);
         let y_lb = Tensor::from_slice(&[0i64]);

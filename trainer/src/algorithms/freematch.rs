@@ -1,8 +1,16 @@
-//! FreeMatch (Wang et al. 2023): FixMatch with a self-adaptive threshold.
-//! A global threshold follows the teacher's mean confidence (low early,
-//! rising as it learns) and is scaled per class by the class's mean
-//! predicted probability, so rare or hard classes get a lower bar: what an
-//! imbalanced dataset needs. (The paper's fairness regulariser is left out.)
+//! FreeMatch (Wang et al. 2023), as USB's `freematch.py`: FixMatch with a
+//! self-adaptive threshold and a fairness loss. A global threshold follows
+//! the mean confidence on weak views and is scaled per class by the class's
+//! mean predicted probability, so rare or hard classes get a lower bar (what
+//! an imbalanced dataset needs); the fairness loss keeps the strong-view
+//! predictions from collapsing onto a few classes.
+//!
+//! One deliberate difference: USB starts the state at 1/C (its models start
+//! from random weights, as unsure as that); our semi-supervised stage starts
+//! from the supervised stage's best model, already confident, so the state
+//! starts from the first batch's statistics instead of taking thousands of
+//! steps (at momentum 0.999) to climb from 1/C while nearly every noisy
+//! pseudo-label passes.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -18,45 +26,51 @@ pub struct FreeMatchState {
     pub p_model: Vec<f64>,
     /// Per class: EMA of the share of pseudo-labels.
     pub label_hist: Vec<f64>,
+    /// Whether the state has seen a batch (before, the first batch sets it).
+    #[serde(default = "seen_by_default")]
+    pub started: bool,
+}
+
+/// States saved before `started` existed had seen batches.
+fn seen_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone)]
 pub struct FreeMatch {
     pub lambda_u: f64,
-    pub t: f64,
+    /// Weight of the fairness loss (USB's `ent_loss_ratio`, 0.01).
+    pub lambda_e: f64,
     /// EMA momentum of the adaptive state (0.999 in the paper).
     pub ema_p: f64,
     pub state: FreeMatchState,
 }
 
 impl FreeMatch {
-    pub fn new(num_classes: usize, lambda_u: f64, t: f64, ema_p: f64) -> Self {
+    pub fn new(num_classes: usize, lambda_u: f64, lambda_e: f64, ema_p: f64) -> Self {
         let uniform = 1.0 / num_classes as f64;
         FreeMatch {
             lambda_u,
-            t,
+            lambda_e,
             ema_p,
             state: FreeMatchState {
                 time_p: uniform,
                 p_model: vec![uniform; num_classes],
                 label_hist: vec![uniform; num_classes],
+                started: false,
             },
         }
     }
 
-    /// Folds one batch of teacher probabilities into the state.
+    /// Folds one batch of weak-view probabilities into the state (the first
+    /// batch replaces it).
     fn update(&mut self, probs: &Tensor, max_probs: &Tensor, max_idx: &Tensor) {
-        let m = self.ema_p;
+        let m = if self.state.started { self.ema_p } else { 0.0 };
         let s = &mut self.state;
+        s.started = true;
         s.time_p = s.time_p * m + (1.0 - m) * max_probs.mean(Kind::Float).double_value(&[]);
         let mean_probs = Vec::<f64>::try_from(probs.mean_dim(0, false, Kind::Double)).expect("1-D");
-        let classes = s.p_model.len() as i64;
-        let counts = Vec::<f64>::try_from(
-            max_idx
-                .bincount::<Tensor>(None, classes)
-                .to_kind(Kind::Double),
-        )
-        .expect("1-D");
+        let counts = class_counts(max_idx, s.p_model.len());
         let total: f64 = counts.iter().sum::<f64>().max(1.0);
         for c in 0..s.p_model.len() {
             s.p_model[c] = s.p_model[c] * m + (1.0 - m) * mean_probs[c];
@@ -73,6 +87,48 @@ impl FreeMatch {
             .map(|p| self.state.time_p * p / max)
             .collect()
     }
+
+    /// USB's `entropy_loss`: Σ p̂_model · log p̂_strong over the masked
+    /// strong views, both distributions divided by their class histograms
+    /// and renormalised.
+    fn fairness_loss(&self, logits_s: &Tensor, mask: &Tensor) -> Tensor {
+        let device = logits_s.device();
+        let kept = logits_s.index_select(0, &mask.nonzero().squeeze_dim(1));
+        let prob_s = kept.softmax(-1, Kind::Float);
+        let classes = self.state.p_model.len();
+        let hist_s = Tensor::from_slice(&class_counts(&prob_s.argmax(-1, false), classes))
+            .to_kind(Kind::Float)
+            .to_device(device);
+        let hist_s = &hist_s / hist_s.sum(Kind::Float);
+        let constant = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float).to_device(device);
+        let mod_prob_model = normalised(
+            &(constant(&self.state.p_model) * inverse(&constant(&self.state.label_hist))),
+        );
+        let mod_mean_prob_s =
+            normalised(&(prob_s.mean_dim(0, false, Kind::Float) * inverse(&hist_s)));
+        (mod_prob_model * (mod_mean_prob_s + 1e-12).log()).sum(Kind::Float)
+    }
+}
+
+/// How often each class is the argmax.
+fn class_counts(max_idx: &Tensor, classes: usize) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        max_idx
+            .bincount::<Tensor>(None, classes as i64)
+            .to_kind(Kind::Double),
+    )
+    .expect("1-D")
+}
+
+/// `1 / x`, 0 where `x` is 0 (USB's `replace_inf_to_zero`), constant.
+fn inverse(x: &Tensor) -> Tensor {
+    let x = x.detach();
+    let zero = x.eq(0.0);
+    (x.reciprocal()).masked_fill(&zero, 0.0)
+}
+
+fn normalised(x: &Tensor) -> Tensor {
+    x / x.sum(Kind::Float)
 }
 
 impl Algorithm for FreeMatch {
@@ -85,7 +141,7 @@ impl Algorithm for FreeMatch {
     }
 
     fn losses(&mut self, logits: &StepLogits) -> StepLosses {
-        let probs_x_ulb_w = teacher_probs(logits, self.t);
+        let probs_x_ulb_w = teacher_probs(logits);
         let (max_probs, pseudo_label) = probs_x_ulb_w.max_dim(-1, false);
         self.update(&probs_x_ulb_w, &max_probs, &pseudo_label);
         let thresholds = Tensor::from_slice(&self.thresholds())
@@ -94,7 +150,14 @@ impl Algorithm for FreeMatch {
         let mask = max_probs
             .ge_tensor(&thresholds.index_select(0, &pseudo_label))
             .to_kind(Kind::Float);
-        masked_consistency(logits, &pseudo_label, &mask, self.lambda_u)
+        let mut losses = masked_consistency(logits, &pseudo_label, &mask, self.lambda_u);
+        if self.lambda_e > 0.0 && mask.sum(Kind::Float).double_value(&[]) > 0.0 {
+            let logits_s = logits
+                .logits_x_ulb_s
+                .expect("unlabeled step without strong logits");
+            losses.total += self.fairness_loss(logits_s, &mask) * self.lambda_e;
+        }
+        losses
     }
 
     fn state(&self) -> serde_json::Value {
@@ -140,11 +203,16 @@ mod tests {
     }
 
     #[test]
-    fn the_threshold_starts_low_and_rises_with_confidence() {
-        let mut fm = FreeMatch::new(2, 1.0, 1.0, 0.9);
-        // At start time_p = 0.5: a 0.6-confident prediction already passes.
-        let first = step(&mut fm, &[0.4, 0.0]);
-        assert_eq!(first.mask_ratio, 1.0);
+    fn the_first_batch_sets_the_state_then_it_follows_confidence() {
+        let mut fm = FreeMatch::new(2, 1.0, 0.0, 0.9);
+        // Starting from a trained model: the first batch's confidence
+        // (softmax of [2, 0]: 0.881), not 1/C.
+        step(&mut fm, &[2.0, 0.0]);
+        assert!(
+            (fm.state.time_p - 0.8808).abs() < 1e-3,
+            "{}",
+            fm.state.time_p
+        );
         for _ in 0..100 {
             step(&mut fm, &[8.0, 0.0, 0.0, 8.0]);
         }
@@ -153,8 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn the_fairness_loss_is_usbs() {
+        // USB's entropy_loss on the same tensors gives -0.7653422 (torch 2.13).
+        let mut fm = FreeMatch::new(3, 1.0, 0.01, 0.9);
+        fm.state.p_model = vec![0.5, 0.3, 0.2];
+        fm.state.label_hist = vec![0.6, 0.4, 0.0];
+        let logits_s = Tensor::from_slice(&[2.0f32, 0., 1., 0., 3., 0., 1., 0., 0.5, 0., 0., 4.])
+            .reshape([4, 3]);
+        let mask = Tensor::from_slice(&[1.0f32, 1., 1., 0.]);
+        let loss = fm.fairness_loss(&logits_s, &mask).double_value(&[]);
+        assert!((loss + 0.7653422).abs() < 1e-5, "{loss}");
+    }
+
+    #[test]
     fn a_rarely_predicted_class_gets_a_lower_threshold() {
-        let mut fm = FreeMatch::new(2, 1.0, 1.0, 0.9);
+        let mut fm = FreeMatch::new(2, 1.0, 0.0, 0.9);
         for _ in 0..50 {
             step(&mut fm, &[3.0, 0.0, 3.0, 0.0, 3.0, 0.0, 0.0, 1.0]);
         }
@@ -166,12 +247,12 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_refuses_another_class_count() {
-        let mut fm = FreeMatch::new(2, 1.0, 1.0, 0.9);
+        let mut fm = FreeMatch::new(2, 1.0, 0.0, 0.9);
         step(&mut fm, &[2.0, 0.0]);
-        let mut other = FreeMatch::new(2, 1.0, 1.0, 0.9);
+        let mut other = FreeMatch::new(2, 1.0, 0.0, 0.9);
         other.load_state(&fm.state()).unwrap();
         assert_eq!(other.state, fm.state);
-        let err = FreeMatch::new(3, 1.0, 1.0, 0.9)
+        let err = FreeMatch::new(3, 1.0, 0.0, 0.9)
             .load_state(&fm.state())
             .unwrap_err();
         assert!(err.to_string().contains("2 classes saved, 3 now"), "{err}");

@@ -24,8 +24,8 @@ pub struct StepLogits<'a> {
     /// Student logits on the labeled batch, and its labels.
     pub logits_x_lb: &'a Tensor,
     pub y_lb: &'a Tensor,
-    /// Teacher (EMA) logits on the weak views of the unlabeled batch,
-    /// computed without gradient. `None` for supervised-only steps.
+    /// Logits on the weak views of the unlabeled batch (the live model's or
+    /// the EMA's; never differentiated). `None` for supervised-only steps.
     pub logits_x_ulb_w: Option<&'a Tensor>,
     /// Student logits on the strong views of the same unlabeled images.
     pub logits_x_ulb_s: Option<&'a Tensor>,
@@ -90,13 +90,13 @@ fn supervised_part(logits: &StepLogits) -> (Tensor, f64) {
     (sup_loss, value)
 }
 
-/// `probs_x_ulb_w`: the teacher's probabilities on the weak views at
-/// temperature `t`, without gradient.
-fn teacher_probs(logits: &StepLogits, t: f64) -> Tensor {
+/// `probs_x_ulb_w`: the probabilities on the weak views (temperature 1:
+/// thresholds apply to these, as in USB), without gradient.
+fn teacher_probs(logits: &StepLogits) -> Tensor {
     let logits_w = logits
         .logits_x_ulb_w
         .expect("unlabeled step without weak logits");
-    tch::no_grad(|| (logits_w / t).softmax(-1, Kind::Float))
+    tch::no_grad(|| logits_w.detach().softmax(-1, Kind::Float))
 }
 
 /// `sup_loss + lambda_u * mean(mask * CE(logits_s, pseudo_label))`.

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use semiclass_dataset::Dataset;
+use semiclass_trainer::config::budget::{DatasetSize, fill_stage_lengths};
 use semiclass_trainer::config::{TrainConfig, resolve, to_yaml};
 use semiclass_trainer::engine::TrainError;
 use semiclass_trainer::engine::large::train_large;
@@ -62,6 +63,14 @@ impl Mode {
             Mode::Joint => "joint",
         }
     }
+
+    fn trains_large(self) -> bool {
+        self != Mode::Small
+    }
+
+    fn trains_small(self) -> bool {
+        self != Mode::Large
+    }
 }
 
 /// Everything the model pipelines share.
@@ -76,7 +85,7 @@ struct Session {
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     semiclass_trainer::alloc::tune_for_training();
     let resume = args.resume.as_deref().map(resume_state).transpose()?;
-    let (cfg, run) = prepare(&args, resume.as_deref())?;
+    let (cfg, run, dataset) = prepare(&args, resume.as_deref())?;
     if cfg.run.threads > 0 {
         tch::set_num_threads(cfg.run.threads as i32);
     }
@@ -87,12 +96,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let data_dir = cfg
-        .data
-        .dir
-        .clone()
-        .context("no dataset: give --data DIR or set data.dir")?;
-    let dataset = Dataset::open(&data_dir)?;
     println!("run: {}", run.path.display());
     let session = Session {
         cfg,
@@ -214,23 +217,50 @@ fn report(mode: Mode, run: &RunDir, outcomes: &[(&str, ModelOutcome)]) -> anyhow
         );
         if let Some(test) = &outcome.test {
             println!(
-                "{model}: test.txt top-1 {:.2}%, top-5 {:.2}% on {} images",
+                "{model}: test.txt top-1 {:.2}%, top-5 {:.2}% on {} images{}",
                 100.0 * test.top1,
                 100.0 * test.top5,
-                test.count
+                test.count,
+                outcome
+                    .baseline
+                    .as_ref()
+                    .and_then(|b| b.test_top1)
+                    .map_or(String::new(), |t| format!(" (baseline {:.2}%)", 100.0 * t))
             );
         }
+        warn_below_baseline(model, outcome);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// A model that learned less than the baseline gets a warning that says
+/// what to try.
+fn warn_below_baseline(model: &str, outcome: &ModelOutcome) {
+    let Some(baseline) = &outcome.baseline else {
+        return;
+    };
+    if outcome.best_val_top1 < baseline.val_top1 {
+        println!(
+            "{model}: warning: val top-1 {:.2}% is below the baseline ({}: {:.2}%): this model learned less than a lookup of the labeled images; {}",
+            100.0 * outcome.best_val_top1,
+            baseline.describe(),
+            100.0 * baseline.val_top1,
+            semiclass_trainer::engine::worth::what_to_try(model)
+        );
+    }
+}
+
 /// The resolved configuration and a fresh (or, resuming, the existing)
 /// run directory holding it.
-fn prepare(args: &TrainArgs, resume: Option<&Path>) -> anyhow::Result<(TrainConfig, RunDir)> {
+fn prepare(
+    args: &TrainArgs,
+    resume: Option<&Path>,
+) -> anyhow::Result<(TrainConfig, RunDir, Dataset)> {
     if let Some(state) = resume {
         let run_path = run_of_state(state, args.mode)?;
         let cfg: TrainConfig = resolve(Some(&run_path.join("config.yaml")), &[])?;
-        return Ok((cfg, RunDir::open(&run_path)));
+        let dataset = open_dataset(&cfg)?;
+        return Ok((cfg, RunDir::open(&run_path), dataset));
     }
     let mut overrides = args.overrides.clone();
     if let Some(dir) = &args.data {
@@ -239,7 +269,13 @@ fn prepare(args: &TrainArgs, resume: Option<&Path>) -> anyhow::Result<(TrainConf
     if let Some(teacher) = &args.teacher {
         overrides.push(format!("small.distill.teacher={}", teacher.display()));
     }
-    let cfg: TrainConfig = resolve(args.config.as_deref(), &overrides)?;
+    let mut cfg: TrainConfig = resolve(args.config.as_deref(), &overrides)?;
+    let dataset = open_dataset(&cfg)?;
+    let size = DatasetSize {
+        labeled: dataset.train.len(),
+        unlabeled: dataset.unlabeled.len(),
+    };
+    let schedule = fill_stage_lengths(&mut cfg, size);
     let name = cfg
         .run
         .name
@@ -250,10 +286,24 @@ fn prepare(args: &TrainArgs, resume: Option<&Path>) -> anyhow::Result<(TrainConf
     } else {
         RunDir::create(&cfg.run.dir, &name)?
     };
+    // Printed once the run folder exists: a refused run (the name taken)
+    // shows only its error.
+    for line in schedule.for_mode(args.mode.trains_large(), args.mode.trains_small()) {
+        println!("schedule: {line}");
+    }
     let path = run.path.join("config.yaml");
     semiclass_dataset::fsutil::write_atomic(&path, to_yaml(&cfg).as_bytes())
         .with_context(|| format!("{}", path.display()))?;
-    Ok((cfg, run))
+    Ok((cfg, run, dataset))
+}
+
+fn open_dataset(cfg: &TrainConfig) -> anyhow::Result<Dataset> {
+    let dir = cfg
+        .data
+        .dir
+        .as_deref()
+        .context("no dataset: give --data DIR or set data.dir")?;
+    Ok(Dataset::open(dir)?)
 }
 
 /// The state file `--resume` names: a path as given, or for `@nick` the

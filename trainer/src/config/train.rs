@@ -93,14 +93,24 @@ pub struct ModelTrainConfig {
     pub pretrained: Option<PathBuf>,
     /// A checkpoint (or its resume state) to continue from.
     pub resume: Option<PathBuf>,
-    /// Epochs of the supervised stage (passes over the labeled images).
-    pub epochs: usize,
+    /// Optimizer steps of the first stage (supervised for the large model,
+    /// distillation for the small one). Unset: chosen from the dataset's
+    /// size when the run starts (`config::budget`), printed, and written
+    /// into the run's config.yaml. 0 skips the stage.
+    pub steps: Option<u64>,
+    /// The same length as passes over the stage's images (labeled images
+    /// for the large model, all train images for the small one); wins over
+    /// `steps`.
+    pub epochs: Option<usize>,
     pub batch_size: usize,
     pub lr: f64,
     pub optimizer: OptimizerKind,
     pub momentum: f64,
     pub weight_decay: f64,
-    pub warmup_epochs: f64,
+    /// Share of every stage's steps spent warming the learning rate up.
+    pub warmup: f64,
+    /// Warm-up in epochs instead (wins over `warmup`).
+    pub warmup_epochs: Option<f64>,
     /// EMA of the weights; 0 disables it.
     pub ema_decay: f64,
     /// Largest global gradient norm; none when absent.
@@ -109,8 +119,14 @@ pub struct ModelTrainConfig {
     pub drop_path_rate: f64,
     /// Steps between log lines.
     pub log_interval: usize,
-    /// Epochs between evaluations on val (and checkpoints).
-    pub eval_interval: usize,
+    /// Evaluations on val (each saves checkpoints) per stage, evenly
+    /// spaced; the last at the stage's end.
+    pub evals_per_stage: usize,
+    /// Epochs between evaluations instead (wins over `evals_per_stage`).
+    pub eval_interval: Option<usize>,
+    /// Stop a stage after this many evaluations without a better val
+    /// accuracy (0: never; the best checkpoint is kept either way).
+    pub patience: usize,
 }
 
 impl Default for ModelTrainConfig {
@@ -121,19 +137,23 @@ impl Default for ModelTrainConfig {
             num_classes: None,
             pretrained: None,
             resume: None,
-            epochs: 10,
+            steps: None,
+            epochs: None,
             batch_size: 64,
             lr: 0.03,
             optimizer: OptimizerKind::Sgd,
             momentum: 0.9,
             weight_decay: 5e-4,
-            warmup_epochs: 1.0,
+            warmup: 0.05,
+            warmup_epochs: None,
             ema_decay: 0.999,
             grad_clip: None,
             drop_rate: 0.0,
             drop_path_rate: 0.0,
             log_interval: 50,
-            eval_interval: 1,
+            evals_per_stage: 10,
+            eval_interval: None,
+            patience: 0,
         }
     }
 }
@@ -148,36 +168,70 @@ pub enum AlgorithmKind {
     FreeMatch,
 }
 
+impl AlgorithmKind {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlgorithmKind::Supervised => "supervised",
+            AlgorithmKind::FixMatch => "fixmatch",
+            AlgorithmKind::FreeMatch => "freematch",
+        }
+    }
+}
+
 /// Stage 2 of the large model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SslConfig {
     pub algorithm: AlgorithmKind,
-    /// Epochs of the semi-supervised stage (passes over the labeled
-    /// images; each step also takes `mu` times as many unlabeled ones).
-    pub epochs: usize,
-    /// Unlabeled images per labeled image in a step.
-    pub mu: usize,
-    /// FixMatch's confidence threshold for a pseudo-label.
+    /// Where pseudo-labels come from.
+    pub teacher: PseudoLabeler,
+    /// Optimizer steps of the semi-supervised stage (each takes a labeled
+    /// batch and `mu` times as many unlabeled images). Unset: chosen from
+    /// the dataset's size when the run starts; 0 skips the stage.
+    pub steps: Option<u64>,
+    /// The same length as passes over the labeled images (wins over `steps`).
+    pub epochs: Option<usize>,
+    /// Unlabeled images per labeled image in a step. Unset: 7 (USB's),
+    /// less for a small unlabeled set (`config::budget::default_mu`),
+    /// chosen when the run starts and written into its config.yaml.
+    pub mu: Option<usize>,
+    /// FixMatch's confidence threshold for a pseudo-label (taken on the
+    /// softmax at temperature 1, as USB does).
     pub p_cutoff: f64,
     /// Weight of the unsupervised loss.
     pub lambda_u: f64,
-    /// Temperature of the pseudo-label softmax.
-    pub t: f64,
     /// FreeMatch: momentum of its adaptive thresholds.
     pub ema_p: f64,
+    /// FreeMatch: weight of its fairness loss (USB's `ent_loss_ratio`).
+    pub lambda_e: f64,
+}
+
+/// Which weights label the weak views of unlabeled images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PseudoLabeler {
+    /// The model being trained, in the same train-mode forward pass as the
+    /// labeled and strong views (FixMatch and USB): BatchNorm sees the weak
+    /// views too.
+    Live,
+    /// The exponential moving average of the weights, in eval mode
+    /// (Semi-ViT, for pretrained backbones).
+    Ema,
 }
 
 impl Default for SslConfig {
     fn default() -> Self {
         SslConfig {
             algorithm: AlgorithmKind::FixMatch,
-            epochs: 10,
-            mu: 7,
+            teacher: PseudoLabeler::Live,
+            steps: None,
+            epochs: None,
+            mu: None,
             p_cutoff: 0.95,
             lambda_u: 1.0,
-            t: 1.0,
             ema_p: 0.999,
+            lambda_e: 0.01,
         }
     }
 }
@@ -252,6 +306,9 @@ pub struct DistillConfig {
     pub finetune_epochs: usize,
     /// Learning rate of the fine-tune stage.
     pub finetune_lr: f64,
+    /// Refuse a teacher whose val accuracy is too close to chance (see
+    /// `semiclass train`'s baseline line); false distills from it anyway.
+    pub check_teacher: bool,
 }
 
 impl Default for DistillConfig {
@@ -267,6 +324,7 @@ impl Default for DistillConfig {
             flip: true,
             finetune_epochs: 1,
             finetune_lr: 0.003,
+            check_teacher: true,
         }
     }
 }
@@ -286,10 +344,11 @@ impl Default for SmallConfig {
         SmallConfig {
             train: ModelTrainConfig {
                 model: "lcnet_050".into(),
-                epochs: 3,
                 lr: 0.05,
-                // Distillation epochs cover every image: one is long.
-                warmup_epochs: 0.2,
+                // A student from random weights meets the T²-scaled KL at
+                // full learning rate within a few steps: a short run once
+                // diverged (val loss 1e26 after two steps) without a clip.
+                grad_clip: Some(5.0),
                 ..ModelTrainConfig::default()
             },
             distill: DistillConfig::default(),
@@ -320,11 +379,11 @@ mod tests {
         .map(String::from)
         .to_vec();
         let cfg: TrainConfig = resolve(None, &over).unwrap();
-        assert_eq!(cfg.large.train.epochs, 3);
+        assert_eq!(cfg.large.train.epochs, Some(3));
         assert_eq!(cfg.large.train.num_classes, Some(10));
         assert_eq!(cfg.large.train.optimizer, OptimizerKind::AdamW);
         assert_eq!(cfg.large.ssl.algorithm, AlgorithmKind::FreeMatch);
-        assert_eq!(cfg.large.ssl.mu, 3);
+        assert_eq!(cfg.large.ssl.mu, Some(3));
         assert_eq!(
             cfg.large.train.pretrained,
             Some(PathBuf::from("w.safetensors"))
@@ -345,7 +404,7 @@ mod tests {
         .to_vec();
         let cfg: TrainConfig = resolve(None, &over).unwrap();
         assert_eq!(cfg.small.train.model, "mobilenetv3_small_050");
-        assert_eq!(cfg.small.train.epochs, 2);
+        assert_eq!(cfg.small.train.epochs, Some(2));
         assert_eq!(cfg.small.distill.mode, DistillMode::Online);
         assert_eq!(cfg.small.distill.t, 2.0);
         assert_eq!(cfg.large.selftrain.epochs, 1);

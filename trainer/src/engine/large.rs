@@ -9,10 +9,13 @@ use semiclass_models::{Model, ModelOptions};
 use tch::Device;
 
 use super::TrainError;
-use super::pipeline::{BuildStage, ModelOutcome, StageResult, best_of, run_pipeline};
+use super::pipeline::{BuildStage, Built, ModelOutcome, StageResult, best_of, run_pipeline};
 use super::setup::{ModelRun, RunData, load_data};
-use super::stage::{Stage, StageContext, StageObserver};
+use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
+use super::worth::{Worth, judge};
 use crate::algorithms::{Algorithm, Distill, FixMatch, FreeMatch};
+use crate::baseline::{Baseline, nearest_neighbour};
+use crate::config::budget;
 use crate::config::{AlgorithmKind, ModelTrainConfig, SslConfig, TrainConfig};
 use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
@@ -79,6 +82,7 @@ pub fn train_large(
     let cfg = &job.cfg.large;
     let (mut net, data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
+    let baseline = measure_baseline(&data, job.cfg.run.seed, "large")?;
     let ctx = StageContext {
         cfg: &cfg.train,
         data: &data,
@@ -89,37 +93,85 @@ pub fn train_large(
         prefetch: job.cfg.data.prefetch,
         stop: job.stop,
         teacher: None,
+        baseline: Some(&baseline),
     };
-    let stages = stages(job, &data);
+    let stages = stages(job, &data, &baseline);
     run_pipeline(&ctx, &mut net, stages, job.resume.as_deref(), observer)
 }
 
-/// Stage 1 always; stage 2 unless the algorithm is `supervised`; stage 3
-/// when `selftrain.epochs` > 0.
-fn stages<'a>(job: &'a ModelRun, data: &'a RunData) -> Vec<(&'static str, BuildStage<'a>)> {
+/// The run's 1-nearest-neighbour baseline, printed for `model`.
+pub fn measure_baseline(data: &RunData, seed: u64, model: &str) -> Result<Baseline, TrainError> {
+    let baseline = nearest_neighbour(data, seed)?;
+    eprintln!(
+        "{model}: baseline: {}: val top-1 {:.2}%{}",
+        baseline.describe(),
+        100.0 * baseline.val_top1,
+        baseline
+            .test_top1
+            .map_or(String::new(), |t| format!(", test top-1 {:.2}%", 100.0 * t))
+    );
+    Ok(baseline)
+}
+
+/// A stage's length from its `steps` / `epochs`, `auto` when neither is
+/// set (the CLI has usually filled them in already); `None`: skipped.
+pub fn stage_length(
+    steps: Option<u64>,
+    epochs: Option<usize>,
+    auto: impl FnOnce() -> u64,
+) -> Option<Length> {
+    match Length::from_config(steps, epochs).unwrap_or_else(|| Length::Steps(auto())) {
+        Length::Steps(0) | Length::Epochs(0) => None,
+        length => Some(length),
+    }
+}
+
+/// Stage 1 unless its length is 0; stage 2 unless the algorithm is
+/// `supervised`, its length is 0 or the best model so far is not worth
+/// following; stage 3 when `selftrain.epochs` > 0.
+fn stages<'a>(
+    job: &'a ModelRun,
+    data: &'a RunData,
+    baseline: &'a Baseline,
+) -> Vec<(&'static str, BuildStage<'a>)> {
     let cfg = &job.cfg.large;
-    let mut stages: Vec<(&'static str, BuildStage<'a>)> = vec![(
-        "supervised",
-        Box::new(|_: &[StageResult]| {
-            Ok(Some(Stage::new(
-                "supervised",
-                1,
-                cfg.train.epochs,
-                &cfg.train,
-            )))
-        }),
-    )];
-    if let Some(algorithm) =
-        ssl_algorithm(&cfg.ssl, data.classes.len()).filter(|_| cfg.ssl.epochs > 0)
-    {
+    let (batch, labeled) = (cfg.train.batch_size, data.train.len());
+    let mut stages: Vec<(&'static str, BuildStage<'a>)> = Vec::new();
+    if let Some(length) = stage_length(cfg.train.steps, cfg.train.epochs, || {
+        budget::supervised_steps(labeled, batch)
+    }) {
+        stages.push((
+            "supervised",
+            Box::new(move |_: &[StageResult]| {
+                Ok(Built::Run(Box::new(Stage::new(
+                    "supervised",
+                    1,
+                    length,
+                    &cfg.train,
+                ))))
+            }),
+        ));
+    }
+    let mu = cfg
+        .ssl
+        .mu
+        .unwrap_or_else(|| budget::default_mu(data.unlabeled.len(), batch));
+    let ssl_length = stage_length(cfg.ssl.steps, cfg.ssl.epochs, || {
+        budget::ssl_steps(data.unlabeled.len(), batch, mu)
+    });
+    if let Some((algorithm, length)) = ssl_algorithm(&cfg.ssl, data.classes.len()).zip(ssl_length) {
         stages.push((
             "ssl",
-            Box::new(move |_: &[StageResult]| {
-                Ok(Some(Stage {
-                    mu: cfg.ssl.mu,
+            Box::new(move |results: &[StageResult]| {
+                if !worth_following(results, data.classes.len(), baseline) {
+                    return Ok(Built::Skip);
+                }
+                Ok(Built::Run(Box::new(Stage {
+                    mu,
+                    labeler: cfg.ssl.teacher,
                     algorithm,
-                    ..Stage::new("ssl", 2, cfg.ssl.epochs, &cfg.train)
-                }))
+                    ..Stage::new("ssl", 2, length, &cfg.train)
+                })))
             }),
         ));
     }
@@ -132,18 +184,43 @@ fn stages<'a>(job: &'a ModelRun, data: &'a RunData) -> Vec<(&'static str, BuildS
     stages
 }
 
+/// Whether the best model so far makes pseudo-labels worth learning from;
+/// says why not on stderr.
+fn worth_following(results: &[StageResult], classes: usize, baseline: &Baseline) -> bool {
+    let Some(best) = best_of(results) else {
+        return true;
+    };
+    match judge(best.val_top1, classes, baseline) {
+        Worth::Follow => true,
+        Worth::Weak { reason } => {
+            eprintln!(
+                "ssl: warning: the {} model is below the baseline ({reason}); its pseudo-labels will be noisy",
+                best.name
+            );
+            true
+        }
+        Worth::Noise { reason } => {
+            eprintln!(
+                "ssl: skipped: the {} model is too close to chance to make pseudo-labels ({reason}); {}",
+                best.name,
+                super::worth::what_to_try("large")
+            );
+            false
+        }
+    }
+}
+
 fn ssl_algorithm(ssl: &SslConfig, classes: usize) -> Option<Box<dyn Algorithm>> {
     match ssl.algorithm {
         AlgorithmKind::Supervised => None,
         AlgorithmKind::FixMatch => Some(Box::new(FixMatch {
             p_cutoff: ssl.p_cutoff,
             lambda_u: ssl.lambda_u,
-            t: ssl.t,
         })),
         AlgorithmKind::FreeMatch => Some(Box::new(FreeMatch::new(
             classes,
             ssl.lambda_u,
-            ssl.t,
+            ssl.lambda_e,
             ssl.ema_p,
         ))),
     }
@@ -156,7 +233,7 @@ fn selftrain_stage(
     job: &ModelRun,
     data: &RunData,
     results: &[StageResult],
-) -> Result<Option<Stage>, TrainError> {
+) -> Result<Built, TrainError> {
     let cfg = &job.cfg.large;
     let best = best_of(results)
         .ok_or_else(|| TrainError::Resume("no stage before self-training".into()))?;
@@ -172,7 +249,7 @@ fn selftrain_stage(
         ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
     })?;
     let Some(labels) = labels else {
-        return Ok(None);
+        return Ok(Built::Stopped);
     };
     let confident: Vec<(usize, i64)> = data
         .unlabeled
@@ -190,16 +267,21 @@ fn selftrain_stage(
         best.name
     );
     let items = data.train.iter().copied().chain(confident).collect();
-    Ok(Some(Stage {
+    Ok(Built::Run(Box::new(Stage {
         algorithm: Box::new(Distill {
             t: 1.0,
             alpha: cfg.selftrain.alpha,
         }),
-        warmup_epochs: 0.1,
+        warmup: Warmup::Epochs(0.1),
         items: Some(items),
         targets: Some(TargetSource::Offline(labels)),
-        ..Stage::new("selftrain", 3, cfg.selftrain.epochs, &cfg.train)
-    }))
+        ..Stage::new(
+            "selftrain",
+            3,
+            Length::Epochs(cfg.selftrain.epochs),
+            &cfg.train,
+        )
+    })))
 }
 
 /// The teacher's predictions on `indices` for this run: in batches twice

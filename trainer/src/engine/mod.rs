@@ -10,6 +10,7 @@ pub mod setup;
 pub mod small;
 pub mod stage;
 pub mod step;
+pub mod worth;
 
 use std::path::PathBuf;
 

@@ -10,6 +10,7 @@ use super::evaluate::{EvalInput, EvalResult, evaluate};
 use super::record::Recorder;
 use super::setup::RunDir;
 use super::stage::{ResumeInfo, Stage, StageContext, StageObserver, run_stage};
+use crate::baseline::Baseline;
 use crate::checkpoint::{load_state, load_weights, read_meta};
 use crate::nn::Network;
 
@@ -22,9 +23,17 @@ pub struct StageResult {
 }
 
 /// Builds a stage when its turn comes (it may need the best checkpoint
-/// so far, e.g. as a teacher); `Ok(None)` when a stop was requested while
-/// preparing it.
-pub type BuildStage<'a> = Box<dyn FnOnce(&[StageResult]) -> Result<Option<Stage>, TrainError> + 'a>;
+/// so far, e.g. as a teacher, or need to judge it first).
+pub type BuildStage<'a> = Box<dyn FnOnce(&[StageResult]) -> Result<Built, TrainError> + 'a>;
+
+/// What a stage builder decided.
+pub enum Built {
+    Run(Box<Stage>),
+    /// Not worth running (the builder said why); the pipeline goes on.
+    Skip,
+    /// A stop was requested while preparing it.
+    Stopped,
+}
 
 /// The result of a model's pipeline.
 #[derive(Debug, Clone)]
@@ -37,6 +46,8 @@ pub struct ModelOutcome {
     pub test: Option<EvalResult>,
     pub interrupted: bool,
     pub stages: Vec<StageResult>,
+    /// The run's reference accuracy on the same labels.
+    pub baseline: Option<Baseline>,
 }
 
 impl ModelOutcome {
@@ -71,6 +82,7 @@ impl ModelOutcome {
             test,
             interrupted: false,
             stages: Vec::new(),
+            baseline: serde_json::from_value(json["baseline"].clone()).ok(),
         })
     }
 }
@@ -102,8 +114,10 @@ pub fn run_pipeline(
             let (_, tensors) = load_weights(&best.best)?;
             net.load_tensors(tensors, &best.best)?;
         }
-        let Some(stage) = build(&results)? else {
-            return Ok(interrupted(ctx, results));
+        let stage = match build(&results)? {
+            Built::Run(stage) => *stage,
+            Built::Skip => continue,
+            Built::Stopped => return Ok(interrupted(ctx, results)),
         };
         let outcome = run_stage(ctx, stage, net, stage_resume, &mut recorder)?;
         if outcome.interrupted {
@@ -156,6 +170,7 @@ fn interrupted(ctx: &StageContext, stages: Vec<StageResult>) -> ModelOutcome {
         test: None,
         interrupted: true,
         stages,
+        baseline: ctx.baseline.cloned(),
     }
 }
 
@@ -200,6 +215,7 @@ fn finish(
         test,
         interrupted: false,
         stages: results,
+        baseline: ctx.baseline.cloned(),
     };
     write_summary(ctx, &outcome)?;
     Ok(outcome)
@@ -220,6 +236,7 @@ fn write_summary(ctx: &StageContext, outcome: &ModelOutcome) -> Result<(), Train
         "test_top1": outcome.test.as_ref().map(|t| t.top1),
         "test_top5": outcome.test.as_ref().map(|t| t.top5),
         "test_images": outcome.test.as_ref().map(|t| t.count),
+        "baseline": outcome.baseline,
         "stages": stages,
     });
     let path = ctx.run.path.join(SUMMARY_FILE);

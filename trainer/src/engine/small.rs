@@ -8,12 +8,15 @@ use std::path::Path;
 use semiclass_manifest::checkpoint::Role;
 
 use super::TrainError;
-use super::large::{prepare_model, soft_label_job};
-use super::pipeline::{BuildStage, ModelOutcome, StageResult, run_pipeline};
+use super::large::{measure_baseline, prepare_model, soft_label_job, stage_length};
+use super::pipeline::{BuildStage, Built, ModelOutcome, StageResult, run_pipeline};
 use super::setup::{ModelRun, RunData};
-use super::stage::{Stage, StageContext, StageObserver};
+use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
+use super::worth::{Worth, judge, what_to_try};
 use crate::algorithms::Distill;
+use crate::baseline::Baseline;
 use crate::config::DistillMode;
+use crate::config::budget;
 use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
 use crate::distill::teacher::{InputAdapter, Teacher};
@@ -28,17 +31,24 @@ pub fn train_small(
     let (mut net, data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
     let teacher = Teacher::load(teacher, &data.classes, job.device)?;
+    let teacher_val = teacher.meta.metrics.get("val_top1").copied();
     eprintln!(
         "teacher: {} ({} at {} px, val top-1 {})",
         teacher.path.display(),
         teacher.meta.model,
         teacher.meta.input_size,
-        teacher
-            .meta
-            .metrics
-            .get("val_top1")
-            .map_or("unknown".into(), |v| format!("{:.2}%", 100.0 * v))
+        teacher_val.map_or("unknown".into(), |v| format!("{:.2}%", 100.0 * v))
     );
+    let baseline = measure_baseline(&data, job.cfg.run.seed, "small")?;
+    if let Some(val) = teacher_val {
+        check_teacher(
+            &teacher.path,
+            val,
+            &data,
+            &baseline,
+            cfg.distill.check_teacher,
+        )?;
+    }
     let ctx = StageContext {
         cfg: &cfg.train,
         data: &data,
@@ -49,32 +59,63 @@ pub fn train_small(
         prefetch: job.cfg.data.prefetch,
         stop: job.stop,
         teacher: Some(teacher.reference()),
+        baseline: Some(&baseline),
     };
     let mut stages: Vec<(&str, BuildStage)> = vec![(
         "distill",
         Box::new(|_: &[StageResult]| distill_stage(job, &data, teacher)),
     )];
     if cfg.distill.finetune_epochs > 0 {
+        let length = Length::Epochs(cfg.distill.finetune_epochs);
         stages.push((
             "finetune",
-            Box::new(|_: &[StageResult]| {
-                Ok(Some(Stage {
+            Box::new(move |_: &[StageResult]| {
+                Ok(Built::Run(Box::new(Stage {
                     lr: cfg.distill.finetune_lr,
-                    warmup_epochs: 0.0,
-                    ..Stage::new("finetune", 2, cfg.distill.finetune_epochs, &cfg.train)
-                }))
+                    warmup: Warmup::Share(0.0),
+                    ..Stage::new("finetune", 2, length, &cfg.train)
+                })))
             }),
         ));
     }
     run_pipeline(&ctx, &mut net, stages, job.resume.as_deref(), observer)
 }
 
-/// Distillation over labeled (with their labels) and unlabeled images.
-fn distill_stage(
-    job: &ModelRun,
+/// Refuses a teacher too close to chance to teach anything (unless
+/// `check` is off) and warns about one below the baseline.
+fn check_teacher(
+    path: &Path,
+    val_top1: f64,
     data: &RunData,
-    teacher: Teacher,
-) -> Result<Option<Stage>, TrainError> {
+    baseline: &Baseline,
+    check: bool,
+) -> Result<(), TrainError> {
+    match judge(val_top1, data.classes.len(), baseline) {
+        Worth::Follow => Ok(()),
+        Worth::Weak { reason } => {
+            eprintln!(
+                "small: warning: the teacher {} is below the baseline ({reason}): the small model will copy its mistakes",
+                path.display()
+            );
+            Ok(())
+        }
+        Worth::Noise { reason } if check => Err(TrainError::Teacher(format!(
+            "{}: too close to chance to distill from ({reason}): the small model would copy noise; train a better teacher ({}), or set small.distill.check_teacher=false to distill anyway",
+            path.display(),
+            what_to_try("large")
+        ))),
+        Worth::Noise { reason } => {
+            eprintln!(
+                "small: warning: distilling from {} although it is close to chance ({reason}; small.distill.check_teacher=false)",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Distillation over labeled (with their labels) and unlabeled images.
+fn distill_stage(job: &ModelRun, data: &RunData, teacher: Teacher) -> Result<Built, TrainError> {
     let cfg = &job.cfg.small;
     let distill = &cfg.distill;
     let items: Vec<(usize, i64)> = data
@@ -83,6 +124,12 @@ fn distill_stage(
         .copied()
         .chain(data.unlabeled.iter().map(|&i| (i, -1)))
         .collect();
+    let batch = cfg.train.batch_size;
+    let Some(length) = stage_length(cfg.train.steps, cfg.train.epochs, || {
+        budget::distill_steps(items.len(), batch)
+    }) else {
+        return Ok(Built::Skip);
+    };
     let targets = match distill.mode {
         DistillMode::Offline => {
             let indices: Vec<usize> = items.iter().map(|&(i, _)| i).collect();
@@ -93,7 +140,7 @@ fn distill_stage(
                 ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
             })?;
             let Some(labels) = labels else {
-                return Ok(None);
+                return Ok(Built::Stopped);
             };
             eprintln!(
                 "teacher predictions: {} ({})",
@@ -108,13 +155,13 @@ fn distill_stage(
             t: distill.t,
         },
     };
-    Ok(Some(Stage {
+    Ok(Built::Run(Box::new(Stage {
         algorithm: Box::new(Distill {
             t: distill.t,
             alpha: distill.alpha,
         }),
         items: Some(items),
         targets: Some(targets),
-        ..Stage::new("distill", 1, cfg.train.epochs, &cfg.train)
-    }))
+        ..Stage::new("distill", 1, length, &cfg.train)
+    })))
 }

@@ -16,8 +16,9 @@ use super::plan::StepPlan;
 use super::setup::{RunData, RunDir};
 use super::step::{clip_grad_norm, forward_backward};
 use crate::algorithms::{Algorithm, Supervised};
+use crate::baseline::Baseline;
 use crate::checkpoint::{save_checkpoint, save_state};
-use crate::config::{ModelTrainConfig, OptimizerKind};
+use crate::config::{ModelTrainConfig, OptimizerKind, PseudoLabeler};
 use crate::data::loader::Loader;
 use crate::distill::TargetSource;
 use crate::ema::Ema;
@@ -38,6 +39,8 @@ pub struct StageContext<'a> {
     pub stop: &'a AtomicBool,
     /// Recorded in every checkpoint of a distilled model.
     pub teacher: Option<TeacherRef>,
+    /// The run's reference accuracy, reported beside the model's.
+    pub baseline: Option<&'a Baseline>,
 }
 
 /// One stage to run.
@@ -47,13 +50,14 @@ pub struct Stage {
     pub name: String,
     /// Distinguishes the stages' shuffles.
     pub id: u64,
-    /// Passes over the stage's images (`items`, else the labeled ones).
-    pub epochs: usize,
+    pub length: Length,
     pub mu: usize,
+    /// Where a semi-supervised stage's pseudo-labels come from.
+    pub labeler: PseudoLabeler,
     pub algorithm: Box<dyn Algorithm>,
     /// Peak learning rate and warmup of this stage.
     pub lr: f64,
-    pub warmup_epochs: f64,
+    pub warmup: Warmup,
     /// The images the stage iterates over, `(store index, class id or -1)`;
     /// `None`: the labeled training images.
     pub items: Option<Vec<(usize, i64)>>,
@@ -61,17 +65,65 @@ pub struct Stage {
     pub targets: Option<TargetSource>,
 }
 
+/// How long a stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    Steps(u64),
+    /// Passes over the stage's images (`items`, else the labeled ones).
+    Epochs(usize),
+}
+
+impl Length {
+    /// `epochs` when given, else `steps`; `None` when neither is.
+    pub fn from_config(steps: Option<u64>, epochs: Option<usize>) -> Option<Length> {
+        epochs.map(Length::Epochs).or(steps.map(Length::Steps))
+    }
+
+    fn steps(self, per_epoch: u64) -> u64 {
+        match self {
+            Length::Steps(steps) => steps,
+            Length::Epochs(epochs) => per_epoch * epochs as u64,
+        }
+    }
+}
+
+/// How long the learning rate warms up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Warmup {
+    /// A share of the stage's steps.
+    Share(f64),
+    Epochs(f64),
+}
+
+impl Warmup {
+    /// The model's configured warm-up (epochs win over the share).
+    pub fn from_config(cfg: &ModelTrainConfig) -> Warmup {
+        cfg.warmup_epochs
+            .map_or(Warmup::Share(cfg.warmup), Warmup::Epochs)
+    }
+
+    fn steps(self, per_epoch: u64, total: u64) -> u64 {
+        let steps = match self {
+            Warmup::Share(share) => share * total as f64,
+            Warmup::Epochs(epochs) => epochs * per_epoch as f64,
+        };
+        (steps.round().max(0.0) as u64).min(total)
+    }
+}
+
 impl Stage {
-    /// A stage over the labeled images with the model's own schedule.
-    pub fn new(name: &str, id: u64, epochs: usize, cfg: &ModelTrainConfig) -> Stage {
+    /// A supervised stage over the labeled images with the model's own
+    /// learning rate and warm-up.
+    pub fn new(name: &str, id: u64, length: Length, cfg: &ModelTrainConfig) -> Stage {
         Stage {
             name: name.into(),
             id,
-            epochs,
+            length,
             mu: 0,
+            labeler: PseudoLabeler::Live,
             algorithm: Box::new(Supervised),
             lr: cfg.lr,
-            warmup_epochs: cfg.warmup_epochs,
+            warmup: Warmup::from_config(cfg),
             items: None,
             targets: None,
         }
@@ -117,6 +169,8 @@ pub struct ResumeInfo {
     /// `-inf` (written as JSON null) before the stage's first evaluation.
     #[serde(deserialize_with = "null_as_no_score")]
     pub best_top1: f64,
+    #[serde(default)]
+    pub evals_since_best: usize,
     pub algorithm: serde_json::Value,
 }
 
@@ -129,6 +183,8 @@ fn null_as_no_score<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Er
 struct Progress {
     step: u64,
     best_top1: f64,
+    /// Evaluations since the best one (for `patience`).
+    evals_since_best: usize,
     since_log: Instant,
     waited_at_log: std::time::Duration,
     images_since_log: usize,
@@ -144,6 +200,8 @@ struct Runner<'a, 'n> {
     schedule: LrSchedule,
     per_epoch: u64,
     total: u64,
+    /// Steps between evaluations.
+    eval_every: u64,
     files: StageFiles,
     progress: Progress,
 }
@@ -198,6 +256,13 @@ pub fn run_stage(
         if runner.eval_due() {
             let (result, best) = runner.evaluate_and_save()?;
             observer.on_eval(&record, &result, best);
+            if runner.plateaued() {
+                eprintln!(
+                    "{}: stopped at step {} of {}: val top-1 has not improved for {} evaluations (patience)",
+                    runner.stage.name, runner.progress.step, runner.total, ctx.cfg.patience
+                );
+                break;
+            }
         }
     }
     Ok(runner.outcome(false))
@@ -205,9 +270,13 @@ pub fn run_stage(
 
 impl<'a, 'n> Runner<'a, 'n> {
     fn new(ctx: &'a StageContext<'a>, stage: Stage, net: &'n mut Network, per_epoch: u64) -> Self {
-        let total = per_epoch * stage.epochs as u64;
-        let warmup = (stage.warmup_epochs * per_epoch as f64).round() as u64;
-        let schedule = LrSchedule::new(stage.lr, warmup.min(total), total);
+        let total = stage.length.steps(per_epoch);
+        let warmup = stage.warmup.steps(per_epoch, total);
+        let schedule = LrSchedule::new(stage.lr, warmup, total);
+        let eval_every = match ctx.cfg.eval_interval {
+            Some(epochs) => per_epoch * epochs.max(1) as u64,
+            None => total.div_ceil(ctx.cfg.evals_per_stage.max(1) as u64),
+        };
         let ema = (ctx.cfg.ema_decay > 0.0).then(|| Ema::new(net, ctx.cfg.ema_decay, true));
         let files = StageFiles::new(ctx.run, &stage.name);
         Runner {
@@ -219,10 +288,12 @@ impl<'a, 'n> Runner<'a, 'n> {
             schedule,
             per_epoch,
             total,
+            eval_every: eval_every.max(1),
             files,
             progress: Progress {
                 step: 0,
                 best_top1: f64::NEG_INFINITY,
+                evals_since_best: 0,
                 since_log: Instant::now(),
                 waited_at_log: Default::default(),
                 images_since_log: 0,
@@ -241,6 +312,7 @@ impl<'a, 'n> Runner<'a, 'n> {
         let losses = forward_backward(
             self.net,
             self.ema.as_mut(),
+            self.stage.labeler,
             &mut *self.stage.algorithm,
             self.stage.targets.as_ref(),
             parts,
@@ -288,21 +360,34 @@ impl<'a, 'n> Runner<'a, 'n> {
         }
     }
 
-    /// At the end of every `eval_interval`-th epoch, and of the last one.
+    /// Every `eval_every` steps, and at the stage's end.
     fn eval_due(&self) -> bool {
         let step = self.progress.step;
-        let interval = self.ctx.cfg.eval_interval.max(1) as u64;
-        step.is_multiple_of(self.per_epoch)
-            && ((step / self.per_epoch).is_multiple_of(interval) || step == self.total)
+        step.is_multiple_of(self.eval_every) || step == self.total
+    }
+
+    /// `patience` evaluations in a row without a better val accuracy.
+    fn plateaued(&self) -> bool {
+        let patience = self.ctx.cfg.patience;
+        patience > 0 && self.progress.evals_since_best >= patience
     }
 
     /// Val accuracy of the deployable weights, then `last` (and `best`
     /// when improved) checkpoints and the resume state.
     fn evaluate_and_save(&mut self) -> Result<(EvalResult, bool), TrainError> {
         let result = evaluate_current(self.ctx, self.net, self.ema.as_mut())?;
+        // The step's own loss was finite, but the update that followed it
+        // can still blow the weights up: never save such a checkpoint over
+        // the last good one.
+        if !result.loss.is_finite() {
+            return Err(self.non_finite(result.loss));
+        }
         let best = result.top1 > self.progress.best_top1;
         if best {
             self.progress.best_top1 = result.top1;
+            self.progress.evals_since_best = 0;
+        } else {
+            self.progress.evals_since_best += 1;
         }
         let meta = checkpoint_meta(
             self.ctx,
@@ -343,6 +428,7 @@ impl<'a, 'n> Runner<'a, 'n> {
             stage: self.stage.name.clone(),
             step: self.progress.step,
             best_top1: self.progress.best_top1,
+            evals_since_best: self.progress.evals_since_best,
             algorithm: self.stage.algorithm.state(),
         };
         save_state(
@@ -385,6 +471,7 @@ impl<'a, 'n> Runner<'a, 'n> {
             .map_err(|e| resume(e.to_string()))?;
         self.progress.step = info.step;
         self.progress.best_top1 = info.best_top1;
+        self.progress.evals_since_best = info.evals_since_best;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::algorithms::{Algorithm, StepLogits, StepLosses};
+use crate::config::PseudoLabeler;
 use crate::data::loader::PartBatch;
 use crate::distill::TargetSource;
 use crate::ema::Ema;
@@ -20,16 +21,20 @@ pub fn images(data: &[f32], input_size: u32, device: Device) -> Tensor {
 /// Forward and backward for one step; the gradients are left on the
 /// parameters for the optimizer. Returns the logged losses.
 ///
-/// Semi-supervised steps: the EMA teacher labels the weak views in eval
-/// mode (without gradient), and the student sees the labeled images and the
-/// strong views in one forward pass, so BatchNorm normalises them together
-/// (as FixMatch does).
+/// Semi-supervised steps, `PseudoLabeler::Live` (FixMatch, USB's
+/// `use_cat`): one train-mode forward pass over the labeled images, the
+/// weak and the strong views together, so BatchNorm's statistics (and the
+/// running ones the deployed model keeps) come from all three; the weak
+/// views' logits are detached. `PseudoLabeler::Ema`: the EMA weights label
+/// the weak views in eval mode, and the model sees labeled images and
+/// strong views in one pass.
 ///
 /// Distillation steps: `targets` gives the teacher's probabilities for the
 /// labeled-part rows (offline by image, online from the same batch).
 pub fn forward_backward(
     net: &mut Network,
     ema: Option<&mut Ema>,
+    labeler: PseudoLabeler,
     algorithm: &mut dyn Algorithm,
     targets: Option<&TargetSource>,
     parts: &[PartBatch],
@@ -60,13 +65,23 @@ pub fn forward_backward(
                 input_size,
                 device,
             );
-            let logits_x_ulb_w = tch::no_grad(|| match ema {
-                Some(ema) => ema.with_weights(net, |teacher| teacher.forward(&x_ulb_w, false)),
-                None => net.forward(&x_ulb_w, false),
-            });
-            let logits = net.forward(&Tensor::cat(&[&x_lb, &x_ulb_s], 0), true);
-            let logits_x_lb = logits.narrow(0, 0, n_lb);
-            let logits_x_ulb_s = logits.narrow(0, n_lb, logits.size()[0] - n_lb);
+            let n_ulb = x_ulb_s.size()[0];
+            let (logits_x_lb, logits_x_ulb_w, logits_x_ulb_s) = match (labeler, ema) {
+                (PseudoLabeler::Ema, Some(ema)) => {
+                    let logits_x_ulb_w = tch::no_grad(|| {
+                        ema.with_weights(net, |teacher| teacher.forward(&x_ulb_w, false))
+                    });
+                    let logits = net.forward(&Tensor::cat(&[&x_lb, &x_ulb_s], 0), true);
+                    let lb = logits.narrow(0, 0, n_lb);
+                    (lb, logits_x_ulb_w, logits.narrow(0, n_lb, n_ulb))
+                }
+                _ => {
+                    let logits = net.forward(&Tensor::cat(&[&x_lb, &x_ulb_w, &x_ulb_s], 0), true);
+                    let lb = logits.narrow(0, 0, n_lb);
+                    let w = logits.narrow(0, n_lb, n_ulb).detach();
+                    (lb, w, logits.narrow(0, n_lb + n_ulb, n_ulb))
+                }
+            };
             algorithm.losses(&StepLogits {
                 logits_x_lb: &logits_x_lb,
                 y_lb: &y_lb,
