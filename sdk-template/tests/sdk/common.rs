@@ -120,7 +120,11 @@ impl Machine {
     pub fn command(&self, program: &Path, vendor: &Vendor, now: u64) -> Command {
         let mut command = Command::new(program);
         let components = serde_json::to_string(self.fingerprint.components()).unwrap();
+        // As on a user's machine: no build folder on the library path
+        // (cargo's test runner puts target/debug there, whose
+        // libsemiclass_sdk.so is not this test build's).
         command
+            .env_remove("LD_LIBRARY_PATH")
             .env("XDG_DATA_HOME", self.home.path())
             .env("SEMICLASS_TEST_KEYRING", &vendor.keyring_file)
             .env("SEMICLASS_TEST_MACHINE", components)

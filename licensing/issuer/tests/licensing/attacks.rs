@@ -15,8 +15,8 @@ use crate::common::{Activated, DAY, NOW, Vendor, environment, machine};
 #[test]
 fn a_serial_with_a_typo_is_refused_before_anything_is_sent() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 1, None).to_string();
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 1, None).to_string();
     let last = serial.chars().last().unwrap();
     let typo = format!(
         "{}{}",
@@ -25,8 +25,12 @@ fn a_serial_with_a_typo_is_refused_before_anything_is_sent() {
     );
     assert_eq!(typo.parse::<Serial>(), Err(SerialError::Check));
     // A request file carrying it does not parse either.
-    let request =
-        ActivationRequest::new(serial.parse().unwrap(), "pkg-a", &machine("m", "eth"), NOW);
+    let request = ActivationRequest::new(
+        serial.parse().unwrap(),
+        &pkg_a.id,
+        &machine("m", "eth"),
+        NOW,
+    );
     let forged = request.to_json().replace(&serial, &typo);
     assert!(ActivationRequest::from_json(&forged).is_err());
 }
@@ -34,33 +38,33 @@ fn a_serial_with_a_typo_is_refused_before_anything_is_sent() {
 #[test]
 fn a_well_formed_but_unknown_serial_is_refused() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
+    let pkg_a = vendor.package("pkg-a", b"model a");
     let made_up = Serial::from_entropy(&[0x5a; 12]);
-    let err = vendor.refusal("pkg-a", made_up, &machine("m", "eth"));
+    let err = vendor.refusal(&pkg_a.id, made_up, &machine("m", "eth"));
     assert!(matches!(err, IssuerError::UnknownSerial { .. }), "{err}");
 }
 
 #[test]
 fn a_revoked_serial_or_another_package_is_refused_by_the_issuer() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    vendor.package("pkg-b", b"model b");
-    let serial = vendor.mint("pkg-a", 5, None);
-    let err = vendor.refusal("pkg-b", serial, &machine("m", "eth"));
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let pkg_b = vendor.package("pkg-b", b"model b");
+    let serial = vendor.mint(&pkg_a.id, 5, None);
+    let err = vendor.refusal(&pkg_b.id, serial, &machine("m", "eth"));
     assert!(matches!(err, IssuerError::WrongPackage { .. }), "{err}");
     vendor.db().revoke(serial, NOW).unwrap();
-    let err = vendor.refusal("pkg-a", serial, &machine("m", "eth"));
+    let err = vendor.refusal(&pkg_a.id, serial, &machine("m", "eth"));
     assert!(matches!(err, IssuerError::Revoked { .. }), "{err}");
 }
 
 #[test]
 fn more_activations_than_allowed_are_refused() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 2, None);
-    vendor.activate("pkg-a", serial, &machine("one", "eth"), NOW);
-    vendor.activate("pkg-a", serial, &machine("two", "eth"), NOW);
-    let err = vendor.refusal("pkg-a", serial, &machine("three", "eth"));
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 2, None);
+    vendor.activate(&pkg_a.id, serial, &machine("one", "eth"), NOW);
+    vendor.activate(&pkg_a.id, serial, &machine("two", "eth"), NOW);
+    let err = vendor.refusal(&pkg_a.id, serial, &machine("three", "eth"));
     assert!(
         matches!(err, IssuerError::LimitReached { max: 2, .. }),
         "{err}"
@@ -147,7 +151,8 @@ fn a_license_from_machine_a_is_refused_on_machine_b() {
 fn a_license_for_package_a_is_refused_for_package_b() {
     let a = Activated::new(None);
     let package_b = a.vendor.package("pkg-b", b"model b");
-    let err = verify_package(&package_b, &a.activation, &a.vendor.env(&a.laptop, NOW)).unwrap_err();
+    let err =
+        verify_package(&package_b.dir, &a.activation, &a.vendor.env(&a.laptop, NOW)).unwrap_err();
     assert!(
         matches!(err, CheckError::License(LicenseError::WrongPackage { .. })),
         "{err}"
@@ -159,7 +164,11 @@ fn a_swapped_model_file_is_refused() {
     let a = Activated::new(None);
     fs::write(a.package.join("model/model.onnx"), b"a better model").unwrap();
     let err = a.verify(&a.laptop, NOW).unwrap_err();
-    assert!(matches!(err, CheckError::FileChanged { .. }), "{err}");
+    assert!(matches!(err, CheckError::Package(_)), "{err}");
+    assert!(
+        err.to_string().contains("model/model.onnx: sha256 differs"),
+        "{err}"
+    );
     // The attacker also edits the (unsigned) manifest: the license still says no.
     let path = a.package.join(MANIFEST_FILE);
     let mut manifest: PackageManifest =
@@ -220,8 +229,8 @@ fn a_signature_by_an_untrusted_key_under_a_trusted_key_id_is_refused() {
     let a = Activated::new(None);
     // The forger runs their own issuer for the same package and machine...
     let forger = Vendor::new();
-    forger.package("pkg-a", b"model a");
-    let forged = forger.activate("pkg-a", forger.mint("pkg-a", 1, None), &a.laptop, NOW);
+    let pkg_a = forger.package("pkg-a", b"model a");
+    let forged = forger.activate(&pkg_a.id, forger.mint(&pkg_a.id, 1, None), &a.laptop, NOW);
     // ...and relabels its license with the vendor's key id.
     let mut license = SignedLicense::from_armored(&forged.read_license().unwrap()).unwrap();
     license.key_id = key_id(&a.vendor.public);
@@ -233,13 +242,13 @@ fn a_signature_by_an_untrusted_key_under_a_trusted_key_id_is_refused() {
 #[test]
 fn a_license_answering_another_request_is_not_installed() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 2, None);
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 2, None);
     let laptop = machine("laptop", "eth");
     let activation = vendor.activation_dir();
-    let first = activation.begin(serial, "pkg-a", &laptop, NOW).unwrap();
+    let first = activation.begin(serial, &pkg_a.id, &laptop, NOW).unwrap();
     let license = vendor.issuer.activate(&first, NOW).unwrap();
-    activation.begin(serial, "pkg-a", &laptop, NOW).unwrap();
+    activation.begin(serial, &pkg_a.id, &laptop, NOW).unwrap();
     let err = activation
         .install(&license, &vendor.env(&laptop, NOW))
         .unwrap_err();
