@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use semiclass_manifest::package::PackageManifest;
+use semiclass_manifest::package::{MANIFEST_FILE, PackageManifest};
 use semiclass_package::{Package, PackageError};
 
 use crate::activation::ActivationDir;
@@ -97,6 +97,13 @@ pub fn verify_package(
         return Err(LicenseError::ModelNotLicensed {
             path: model_path,
             sha256,
+        }
+        .into());
+    }
+    if !license.manifest_sha256s.contains(&package.manifest_sha256) {
+        return Err(LicenseError::ManifestNotLicensed {
+            path: package.path.join(MANIFEST_FILE),
+            sha256: package.manifest_sha256.clone(),
         }
         .into());
     }

@@ -54,9 +54,9 @@ impl Vendor {
 
     /// Registers `package` and mints a serial for it.
     pub fn sell(&self, package: &Package, expires: Option<u64>) -> Serial {
-        let model_sha = package.manifest.files["model/model.onnx"].clone();
         let id = &package.manifest.package_id;
-        self.db().add_package(id, &[model_sha], NOW).unwrap();
+        let opened = semiclass_package::Package::open(&package.dir).unwrap();
+        self.db().add_package(&opened, NOW).unwrap();
         let spec = MintSpec {
             package_id: id.clone(),
             max_activations: 3,

@@ -33,15 +33,9 @@ impl Vendor {
         keys::write_private_key(&key_path, &key).unwrap();
         let mut keyring = Keyring::default();
         keyring.insert(key.verifying_key());
-        let manifest: semiclass_manifest::package::PackageManifest = serde_json::from_str(
-            &std::fs::read_to_string(fixture.large.join("manifest.json")).unwrap(),
-        )
-        .unwrap();
         let mut issuer_db = IssuerDb::open(&db).unwrap();
-        let sha = &manifest.files[&manifest.model.onnx];
-        issuer_db
-            .add_package(fixture.large_id(), std::slice::from_ref(sha), unix_now())
-            .unwrap();
+        let package = semiclass_package::Package::open(&fixture.large).unwrap();
+        issuer_db.add_package(&package, unix_now()).unwrap();
         let spec = MintSpec {
             package_id: fixture.large_id().into(),
             max_activations: 1,

@@ -72,6 +72,99 @@ fn more_activations_than_allowed_are_refused() {
     assert!(err.to_string().contains("contact the vendor"), "{err}");
 }
 
+/// The pivot found in the security review (issue 16): a machine reads the
+/// hashed components of an activated machine from its license file and
+/// adds some of them to its own request, hoping to pass for that machine,
+/// and each machine so licensed lends its components to the next. With
+/// one activation allowed, no machine but the first may end up running the
+/// package, and the serial still shows one activation of one.
+#[test]
+fn borrowing_an_activated_machines_components_licenses_no_other_machine() {
+    let a = Activated::new(None);
+    let text = fs::read_to_string(a.activation.license_path()).unwrap();
+    let first = SignedLicense::from_armored(&text)
+        .unwrap()
+        .verify(&a.vendor.keyring)
+        .unwrap();
+    // Whom the next machine borrows from: the first machine, and what the
+    // previous machine sent when it was granted.
+    let mut lenders = vec![first.machine.components.clone()];
+    let (mut refused, mut useless) = (0, 0);
+    for i in 0..7 {
+        let own = machine(&format!("pivot-{i}"), "eth");
+        let mut granted = None;
+        for lender in &lenders {
+            // `keep` of its own components, MACs first: with its own
+            // machine-id too (the review's attack) there are two.
+            let own_macs_first = own.components().iter().rev();
+            for (take, keep) in [(2, 3), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)] {
+                let mut components = lender[..take].to_vec();
+                components.extend(own_macs_first.clone().take(keep).cloned());
+                // Two machine-ids exceed what a fingerprint may hold.
+                let Ok(forged) = Fingerprint::from_components(components) else {
+                    refused += 1;
+                    continue;
+                };
+                let activation = a.vendor.activation_dir();
+                let request = activation.begin(first.serial, &a.id, &forged, NOW).unwrap();
+                let license = match a.vendor.issuer.activate(&request, NOW) {
+                    Err(IssuerError::LimitReached { .. }) => {
+                        refused += 1;
+                        continue;
+                    }
+                    Err(other) => panic!("unexpected refusal: {other}"),
+                    Ok(license) => license,
+                };
+                // Granted as the first machine activating again: bound to it.
+                let payload = activation
+                    .install(&license, &a.vendor.env(&forged, NOW))
+                    .unwrap();
+                assert_eq!(payload.machine, first.machine);
+                let err = verify_package(&a.package, &activation, &a.vendor.env(&own, NOW));
+                assert!(
+                    matches!(
+                        err,
+                        Err(CheckError::License(LicenseError::OtherMachine { .. }))
+                    ),
+                    "pivot-{i} ({take} borrowed, {keep} own) runs the package: {err:?}"
+                );
+                useless += 1;
+                granted = Some(forged.components().to_vec());
+            }
+        }
+        lenders.truncate(1);
+        lenders.extend(granted);
+    }
+    assert!(
+        refused > 0 && useless > 0,
+        "{refused} refused, {useless} useless"
+    );
+    let records = a.vendor.db().list(Some(&a.id)).unwrap();
+    assert_eq!((records[0].activations, records[0].max_activations), (1, 1));
+    a.verify(&a.laptop, NOW).unwrap();
+}
+
+#[test]
+fn the_database_of_serials_is_private_and_refused_once_others_may_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Activated::new(None);
+    let db = a.vendor.dir.path().join("issuer.sqlite");
+    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600);
+    let wal = db.with_extension("sqlite-wal");
+    assert!(!wal.exists() || mode(&wal) == 0o600, "{:o}", mode(&wal));
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+    let serial = a.vendor.db_error();
+    assert!(
+        matches!(serial, IssuerError::ReadableByOthers { mode: 0o640, .. }),
+        "{serial}"
+    );
+    assert!(serial.to_string().contains("chmod 600"), "{serial}");
+    let request = ActivationRequest::new(Serial::from_entropy(&[1; 12]), &a.id, &a.laptop, NOW);
+    let err = a.vendor.issuer.activate(&request, NOW).unwrap_err();
+    assert!(matches!(err, IssuerError::ReadableByOthers { .. }), "{err}");
+}
+
 /// The refusal of an edited license file's bytes, by the same steps as
 /// `verify_package` takes with the installed file (text, armor, signature).
 fn refusal_of(bytes: &[u8], keyring: &Keyring) -> &'static str {
@@ -182,6 +275,30 @@ fn a_swapped_model_file_is_refused() {
         matches!(err, LicenseError::ModelNotLicensed { .. }),
         "{err}"
     );
+}
+
+#[test]
+fn an_edited_manifest_is_refused_though_every_file_still_matches_it() {
+    let a = Activated::new(None);
+    let path = a.package.join(MANIFEST_FILE);
+    let original = fs::read_to_string(&path).unwrap();
+    let edits: [fn(&mut PackageManifest); 2] = [
+        |m| m.model.class_names[0] = "a class the vendor never named".into(),
+        |m| m.model.preprocess.mean = [0.0; 3],
+    ];
+    for edit in edits {
+        let mut manifest: PackageManifest = serde_json::from_str(&original).unwrap();
+        edit(&mut manifest);
+        fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+        let err = a.refusal(&a.laptop, NOW);
+        assert!(
+            matches!(err, LicenseError::ManifestNotLicensed { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("manifest.json"), "{err}");
+    }
+    fs::write(&path, &original).unwrap();
+    a.verify(&a.laptop, NOW).unwrap();
 }
 
 #[test]

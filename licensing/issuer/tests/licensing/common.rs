@@ -49,14 +49,20 @@ impl Vendor {
         IssuerDb::open(&self.dir.path().join("issuer.sqlite")).unwrap()
     }
 
+    /// Why the database does not open.
+    pub fn db_error(&self) -> IssuerError {
+        match IssuerDb::open(&self.dir.path().join("issuer.sqlite")) {
+            Ok(_) => panic!("the database opened"),
+            Err(e) => e,
+        }
+    }
+
     /// Writes the package of a model named `name` holding `model` and
     /// registers it.
     pub fn package(&self, name: &str, model: &[u8]) -> Packaged {
         let (dir, manifest) = write_package_of(self.dir.path(), name, model);
-        let sha = &manifest.files[&manifest.model.onnx];
-        self.db()
-            .add_package(&manifest.package_id, std::slice::from_ref(sha), NOW)
-            .unwrap();
+        let package = semiclass_package::Package::open(&dir).unwrap();
+        self.db().add_package(&package, NOW).unwrap();
         Packaged {
             dir,
             id: manifest.package_id,
