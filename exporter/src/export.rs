@@ -65,6 +65,22 @@ pub struct OnnxModel {
     pub fold: FoldReport,
 }
 
+impl OnnxModel {
+    /// A model graph made elsewhere (a test's tiny hand-built graph, a
+    /// benchmark's timm export) with what `meta` says about it, to be
+    /// packaged by [`crate::package::write_package`] like an export. It has
+    /// no checkpoint: its `checkpoint_sha256` is all zeros. The graph must
+    /// take [`INPUT_NAME`] and give [`OUTPUT_NAME`], as exports do.
+    pub fn prebuilt(bytes: Vec<u8>, meta: CheckpointMeta) -> OnnxModel {
+        OnnxModel {
+            bytes,
+            meta,
+            checkpoint_sha256: "00".repeat(32),
+            fold: FoldReport::default(),
+        }
+    }
+}
+
 /// Exports the checkpoint at `path` (see the crate doc).
 pub fn export_checkpoint(path: &Path) -> Result<OnnxModel, ExportError> {
     let file = CheckpointBytes::read(path)?;

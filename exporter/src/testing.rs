@@ -1,13 +1,13 @@
 //! Test helpers: checkpoints written without tch, as the trainer writes them.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::CheckpointMeta;
-use semiclass_manifest::checkpoint_file::META_KEY;
+use semiclass_manifest::checkpoint_file::{META_KEY, serialize_sorted};
 use semiclass_models::backend::ParamKind;
 use semiclass_models::{Model, ModelOptions};
 
@@ -60,18 +60,18 @@ pub fn write_checkpoint(
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
         .collect();
-    let views: Vec<(&str, TensorView)> = tensors
+    let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
             (
-                name.as_str(),
+                name.clone(),
                 TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
             )
         })
         .collect();
-    let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(meta).unwrap())]);
-    let file = safetensors::serialize(views, &Some(metadata)).unwrap();
+    let metadata = BTreeMap::from([(META_KEY.to_string(), serde_json::to_string(meta).unwrap())]);
+    let file = serialize_sorted(path, views, metadata).unwrap();
     std::fs::write(path, file).unwrap();
 }
 

@@ -51,6 +51,8 @@ pub enum LicenseError {
     WrongRequest,
     #[error("{path}: this model file (sha256 {sha256}) is not one the license allows: reinstall the package as it was shipped", path = path.display())]
     ModelNotLicensed { path: PathBuf, sha256: String },
+    #[error("{path}: this manifest (sha256 {sha256}) is not one the license allows (it was edited): reinstall the package as it was shipped", path = path.display())]
+    ManifestNotLicensed { path: PathBuf, sha256: String },
     #[error(
         "license was activated on another machine ({matched} of its {total} machine identifiers match, {needed} needed): activate this machine with your serial"
     )]

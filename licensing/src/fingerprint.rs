@@ -35,6 +35,19 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
+    /// The most components of this kind one machine may name. A cap keeps
+    /// a request from naming another machine's identifiers beside its own
+    /// (the activation check is a majority, which extra components would
+    /// sway); a real machine has one machine-id and one board uuid, and the
+    /// probe keeps its first MACs and GPUs in sorted order.
+    pub fn max_per_machine(self) -> usize {
+        match self {
+            ComponentKind::MachineId | ComponentKind::ProductUuid => 1,
+            ComponentKind::Mac => 4,
+            ComponentKind::GpuUuid => 8,
+        }
+    }
+
     fn tag(self) -> &'static str {
         match self {
             ComponentKind::MachineId => "machine-id",
@@ -80,6 +93,12 @@ pub enum FingerprintError {
     NoComponents,
     #[error("fingerprint component {index}: hash is not 64 lowercase hex digits")]
     BadHash { index: usize },
+    #[error("the fingerprint names {count} components of kind {kind}, more than one machine has ({max})", kind = kind.tag())]
+    TooMany {
+        kind: ComponentKind,
+        count: usize,
+        max: usize,
+    },
 }
 
 /// The identifiers of one machine, sorted and without repeats.
@@ -100,6 +119,13 @@ impl Fingerprint {
         components.dedup();
         if components.is_empty() {
             return Err(FingerprintError::NoComponents);
+        }
+        for kind in components.iter().map(|c| c.kind) {
+            let count = components.iter().filter(|c| c.kind == kind).count();
+            let max = kind.max_per_machine();
+            if count > max {
+                return Err(FingerprintError::TooMany { kind, count, max });
+            }
         }
         Ok(Fingerprint { components })
     }
@@ -170,6 +196,18 @@ impl MachineBinding {
     }
 }
 
+impl Fingerprint {
+    /// Whether `self` and `other` are the same machine both ways: most of
+    /// each one's components are among the other's. The issuer recognises
+    /// a machine activating again by this, never by one direction alone: a
+    /// request that adds a bound machine's components to its own would
+    /// pass "most of the bound components are here" but not "most of mine
+    /// are bound".
+    pub fn same_machine(&self, other: &Fingerprint) -> bool {
+        MachineBinding::most(self).accepts(other) && MachineBinding::most(other).accepts(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +248,49 @@ mod tests {
         two_changed[0].1 = "ffffffffffffffffffffffffffffffff";
         assert_eq!(binding.matches(&machine(&two_changed)), 1);
         assert!(!binding.accepts(&machine(&two_changed)));
+    }
+
+    #[test]
+    fn the_same_machine_matches_both_ways_and_a_merged_one_does_not() {
+        let laptop = machine(&A);
+        let mut new_nic = A;
+        new_nic[2].1 = "52:54:00:99:99:99";
+        assert!(laptop.same_machine(&machine(&new_nic)));
+        // Another machine's two MACs beside two of the laptop's components:
+        // most of the laptop's are there, but not most of its own.
+        let merged = machine(&[
+            A[0],
+            A[1],
+            (ComponentKind::Mac, "aa"),
+            (ComponentKind::Mac, "bb"),
+        ]);
+        assert!(MachineBinding::most(&laptop).accepts(&merged));
+        assert!(!laptop.same_machine(&merged) && !merged.same_machine(&laptop));
+    }
+
+    #[test]
+    fn more_components_of_a_kind_than_a_machine_has_are_refused() {
+        let two_ids = [
+            (ComponentKind::MachineId, "one"),
+            (ComponentKind::MachineId, "two"),
+        ];
+        let err = Fingerprint::from_raw(two_ids).unwrap_err();
+        assert_eq!(
+            err,
+            FingerprintError::TooMany {
+                kind: ComponentKind::MachineId,
+                count: 2,
+                max: 1
+            }
+        );
+        assert!(
+            err.to_string().contains("2 components of kind machine-id"),
+            "{err}"
+        );
+        let macs: Vec<String> = (0..5).map(|i| format!("52:54:00:00:00:0{i}")).collect();
+        let five = macs.iter().map(|m| (ComponentKind::Mac, m.as_str()));
+        assert!(Fingerprint::from_raw(five.clone().take(4)).is_ok());
+        assert!(Fingerprint::from_raw(five).is_err());
     }
 
     #[test]

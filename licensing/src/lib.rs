@@ -27,8 +27,7 @@ mod serial;
 
 pub use activation::{ActivationDir, LICENSE_FILE, REQUEST_FILE, STATE_FILE};
 pub use check::{
-    CheckError, DEFAULT_CLOCK_TOLERANCE_S, Environment, VerifiedPackage, read_manifest, unix_now,
-    verify_package,
+    CheckError, DEFAULT_CLOCK_TOLERANCE_S, Environment, VerifiedPackage, unix_now, verify_package,
 };
 pub use digest::{is_sha256_hex, sha256_hex};
 pub use error::LicenseError;

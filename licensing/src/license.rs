@@ -21,8 +21,8 @@ pub const ARMOR_END: &str = "-----END SEMICLASS LICENSE-----";
 /// Prefixed to the payload before signing, so that a signature made for
 /// anything else with the same key can never pass as a license.
 pub const SIGNING_DOMAIN: &[u8] = b"semiclass license v1\0";
-/// The payload format written by this code.
-pub const PAYLOAD_FORMAT: u32 = 1;
+/// The payload format written by this code (2: the manifest is signed).
+pub const PAYLOAD_FORMAT: u32 = 2;
 const ARMOR_WIDTH: usize = 64;
 
 /// What the vendor signs.
@@ -34,6 +34,10 @@ pub struct LicensePayload {
     pub package_id: String,
     /// sha256 of every ONNX model file this license lets run.
     pub model_sha256s: Vec<String>,
+    /// sha256 of every `manifest.json` this license lets run: the manifest
+    /// says how images are prepared and what the outputs are called, so an
+    /// edited one is refused like an edited model.
+    pub manifest_sha256s: Vec<String>,
     pub machine: MachineBinding,
     /// The nonce of the activation request this license answers.
     pub nonce: String,
@@ -186,6 +190,7 @@ mod tests {
             serial: Serial::from_entropy(&[7; 12]),
             package_id: "lcnet_050-cpu-x86_64-1a2b3c4d".into(),
             model_sha256s: vec!["ab".repeat(32)],
+            manifest_sha256s: vec!["cd".repeat(32)],
             machine: MachineBinding::most(&machine),
             nonce: "00".repeat(16),
             issued: 1_700_000_000,

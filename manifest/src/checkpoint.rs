@@ -109,14 +109,25 @@ impl CheckpointMeta {
         meta
     }
 
-    /// Sets `created` and `created_unix` to the current time.
+    /// Sets `created` and `created_unix` to the current time, or to
+    /// `SOURCE_DATE_EPOCH` when that is set (the reproducible-builds
+    /// convention): two runs of the same training then write byte-identical
+    /// checkpoints.
     pub fn stamp_now(&mut self) {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let fixed = std::env::var("SOURCE_DATE_EPOCH").ok();
+        let unix = source_date_epoch(fixed.as_deref()).unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
         self.created_unix = unix;
         self.created = rfc3339_utc(unix);
     }
+}
+
+/// The time `SOURCE_DATE_EPOCH` holds (decimal Unix seconds), if it holds one.
+fn source_date_epoch(value: Option<&str>) -> Option<u64> {
+    value?.trim().parse().ok()
 }
 
 /// `unix` seconds as an RFC 3339 UTC timestamp, e.g. `1970-01-01T00:00:00Z`.
@@ -154,5 +165,13 @@ mod tests {
         assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339_utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn source_date_epoch_fixes_the_time_only_when_it_is_a_number() {
+        assert_eq!(source_date_epoch(Some("1700000000\n")), Some(1_700_000_000));
+        for ignored in [None, Some(""), Some("yesterday"), Some("-5")] {
+            assert_eq!(source_date_epoch(ignored), None, "{ignored:?}");
+        }
     }
 }

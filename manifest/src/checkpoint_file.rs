@@ -7,11 +7,12 @@
 //! here, so exporting never needs libtorch; the trainer reads them here too
 //! and only turns the tensor views into tch tensors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
+use safetensors::tensor::View;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CheckpointMeta};
@@ -109,6 +110,43 @@ impl CheckpointBytes {
     pub fn meta(&self) -> Result<CheckpointMeta, CheckpointError> {
         meta_from(&self.path, &self.metadata)
     }
+}
+
+/// Serializes `tensors` and the `__metadata__` map `metadata` as the
+/// bytes of a safetensors file that depend on nothing else: the same
+/// tensors and metadata give the same bytes in every run. safetensors
+/// writes its metadata map in hash order, which varies between runs (and
+/// with it the file's sha256 and every package id derived from the model);
+/// here the header is written again with its keys in sorted order.
+pub fn serialize_sorted<V: View>(
+    path: &Path,
+    tensors: Vec<(String, V)>,
+    metadata: BTreeMap<String, String>,
+) -> Result<Vec<u8>, CheckpointError> {
+    let metadata: HashMap<String, String> = metadata.into_iter().collect();
+    let bytes =
+        safetensors::serialize(tensors, &Some(metadata)).map_err(|e| format_error(path, e))?;
+    sort_header(path, bytes)
+}
+
+/// `bytes` of a safetensors file with its JSON header's keys sorted
+/// (serde_json's map is ordered by key) and padded to 8 bytes as
+/// safetensors pads it; the tensor data is untouched.
+fn sort_header(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, CheckpointError> {
+    let n = bytes
+        .get(..8)
+        .map(|n| u64::from_le_bytes(n.try_into().expect("8 bytes")) as usize)
+        .filter(|&n| n <= bytes.len() - 8)
+        .ok_or_else(|| format_error(path, "no complete header"))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| format_error(path, e))?;
+    let mut sorted = serde_json::to_vec(&header).expect("a JSON value serializes");
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + sorted.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Reads the metadata of a checkpoint from its header only.
@@ -251,5 +289,49 @@ mod tests {
         std::fs::write(&junk, b"\x02\x00").unwrap();
         let err = read_meta(&junk).unwrap_err().to_string();
         assert!(err.contains("ends in its header"), "{err}");
+    }
+
+    #[test]
+    fn the_same_tensors_and_metadata_always_give_the_same_bytes() {
+        let path = Path::new("w.safetensors");
+        let data: Vec<u8> = [1.5f32, -2.0, 0.25]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let file = || {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3], &data);
+            let metadata = BTreeMap::from(
+                ["semiclass", "format", "a", "b", "c", "d"].map(|k| (k.to_string(), k.repeat(3))),
+            );
+            serialize_sorted(path, vec![("w".to_string(), view.unwrap())], metadata).unwrap()
+        };
+        // Each serialization hashes its metadata map with new random keys:
+        // 20 runs in the same order by chance are about 1 in 720^19.
+        let first = file();
+        for _ in 0..20 {
+            assert_eq!(file(), first);
+        }
+        let read = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(read.tensor("w").unwrap().data(), &data[..]);
+        let (n, header) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(n % 8, 0);
+        assert_eq!(
+            header.metadata().as_ref().unwrap()["format"],
+            "formatformatformat"
+        );
+        let text = String::from_utf8(first[8..8 + n].to_vec()).unwrap();
+        let keys: Vec<usize> = [
+            "\"a\"",
+            "\"b\"",
+            "\"c\"",
+            "\"d\"",
+            "\"format\"",
+            "\"semiclass\"",
+        ]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
+        assert!(keys.is_sorted(), "{text}");
     }
 }

@@ -30,6 +30,8 @@ pub enum SdkError {
     #[error("{0}")]
     InvalidArgument(String),
     #[error(transparent)]
+    Package(#[from] semiclass_package::PackageError),
+    #[error(transparent)]
     Check(#[from] CheckError),
     #[error(transparent)]
     License(#[from] LicenseError),
@@ -65,7 +67,10 @@ impl SdkError {
         match self {
             SdkError::InvalidArgument(_) => Status::InvalidArgument,
             SdkError::Check(CheckError::License(_)) | SdkError::License(_) => Status::License,
-            SdkError::Check(_) | SdkError::PackageId(_) | SdkError::Keyring(_) => Status::Package,
+            SdkError::Package(_)
+            | SdkError::Check(_)
+            | SdkError::PackageId(_)
+            | SdkError::Keyring(_) => Status::Package,
             SdkError::NoActivationHome => Status::License,
             SdkError::Image(_) => Status::Image,
             SdkError::Runtime { .. } | SdkError::Model { .. } | SdkError::Inference(_) => {

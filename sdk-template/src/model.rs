@@ -41,12 +41,14 @@ impl Model {
         env: &Environment,
     ) -> Result<Model, SdkError> {
         let verified = verify_package(&package.dir, activation, env)?;
-        let checked = Package {
-            dir: package.dir.clone(),
-            manifest: verified.manifest,
+        let Some(library) = verified.runtime_library.as_deref() else {
+            return Err(SdkError::Runtime {
+                path: package.dir.clone(),
+                reason: "ONNX Runtime cannot be loaded out of a zip: unpack the package and use its folder".into(),
+            });
         };
-        let session = runtime::session(&checked, &verified.model_path, &verified.model)?;
-        let model = &checked.manifest.model;
+        let session = runtime::session(library, &verified.model_path, &verified.model)?;
+        let model = &verified.manifest.model;
         let names = |outlets: &[ort::value::Outlet]| {
             outlets
                 .iter()
@@ -64,7 +66,7 @@ impl Model {
             });
         }
         Ok(Model {
-            manifest: checked.manifest,
+            manifest: verified.manifest,
             license: verified.license,
             session: Mutex::new(session),
         })

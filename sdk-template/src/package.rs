@@ -4,7 +4,7 @@
 use std::env;
 use std::path::{Component, Path, PathBuf};
 
-use semiclass_licensing::{ActivationDir, Environment, read_manifest};
+use semiclass_licensing::{ActivationDir, Environment};
 use semiclass_manifest::package::PackageManifest;
 
 use crate::error::SdkError;
@@ -27,12 +27,12 @@ impl Package {
         // ONNX Runtime resolves relative library paths against the program's
         // folder, not the working directory: keep every path absolute.
         let dir = std::path::absolute(dir).map_err(|source| {
-            SdkError::Check(semiclass_licensing::CheckError::Io {
+            SdkError::Package(semiclass_package::PackageError::Io {
                 path: dir.to_path_buf(),
                 source,
             })
         })?;
-        let manifest = read_manifest(&dir)?;
+        let manifest = semiclass_package::read_manifest(&dir)?;
         Ok(Package { dir, manifest })
     }
 

@@ -15,11 +15,13 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use semiclass_exporter::OnnxModel;
+use semiclass_exporter::package::{PackageRequest, write_package};
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::Role;
+use semiclass_manifest::checkpoint::CheckpointMeta;
+use semiclass_manifest::package::Target;
 use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
 use semiclass_serve::engine::{Backend, OrtBackend, init_runtime};
-use semiclass_serve::package::{handmade_manifest, seal_folder};
 use semiclass_serve::tokens::TokenStore;
 
 #[derive(Parser)]
@@ -76,7 +78,7 @@ struct Measure {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let package = write_package(&args)?;
+    let package = package_model(&args)?;
     let tokens = args.work.join("tokens.json");
     let _ = std::fs::remove_file(&tokens);
     let (_, token) = TokenStore::new(&tokens).create("bench", 0)?;
@@ -482,17 +484,21 @@ impl Drop for Server {
     }
 }
 
-/// A package folder around the ONNX model: 1000 classes, ImageNet
-/// normalisation, the timm eval crop.
-fn write_package(args: &Args) -> Result<PathBuf> {
-    let dir = args.work.join("package");
-    std::fs::create_dir_all(dir.join("model"))?;
-    std::fs::copy(&args.onnx, dir.join("model/model.onnx"))?;
+/// The package of the ONNX model as `semiclass export --without-sdk`
+/// writes one (the exporter's writer, the runtime of ORT_DYLIB_PATH's
+/// folder): 1000 classes, ImageNet normalisation, the timm eval crop.
+fn package_model(args: &Args) -> Result<PathBuf> {
     let classes = (0..1000).map(|i| format!("class {i}")).collect();
-    let id = format!("bench-{}", args.arch);
-    seal_folder(
-        &dir,
-        handmade_manifest(&id, &args.arch, Role::Small, classes, args.size),
-    )?;
-    Ok(dir)
+    let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+    let preprocess = PreprocessSpec::for_input(args.size, mean, std);
+    let meta = CheckpointMeta::untrained(&args.arch, classes, args.size, preprocess, "bench");
+    let onnx = std::fs::read(&args.onnx).with_context(|| args.onnx.display().to_string())?;
+    let request = PackageRequest {
+        target: Target::CpuX86_64,
+        out_dir: &args.work.join("package"),
+        runtime_dir: None,
+        sdk: None,
+        replace: true,
+    };
+    Ok(write_package(&OnnxModel::prebuilt(onnx, meta), &request)?.path)
 }

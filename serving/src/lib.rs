@@ -9,7 +9,6 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod metrics;
-pub mod package;
 mod page;
 pub mod predict;
 pub mod serve;

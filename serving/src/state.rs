@@ -12,8 +12,8 @@ use semiclass_manifest::package::PackageManifest;
 use crate::engine::{Backend, BatchSettings, Batcher, EngineError, OrtBackend, init_runtime};
 use crate::limits::{Admission, Limits};
 use crate::metrics::{BatchStats, Metrics};
-use crate::package::{LoadedPackage, PackageError, load_package};
 use crate::tokens::{LiveTokens, TokenStore};
+use semiclass_package::{Package, PackageError};
 
 /// How to start serving.
 #[derive(Debug, Clone)]
@@ -79,12 +79,12 @@ impl AppState {
         let packages = config
             .packages
             .iter()
-            .map(|p| load_package(p))
+            .map(|p| Package::open(p))
             .collect::<Result<Vec<_>, _>>()?;
         let library = config
             .onnxruntime
             .clone()
-            .or_else(|| packages.iter().find_map(|p| p.runtime_library.clone()))
+            .or_else(|| packages.iter().find_map(Package::runtime_library))
             .ok_or(StartError::NoRuntime)?;
         init_runtime(&library).map_err(|source| StartError::Engine {
             path: library.clone(),
@@ -127,15 +127,15 @@ impl AppState {
 }
 
 /// Refuses two packages with the same id: their routes would collide.
-fn check_unique(packages: &[LoadedPackage]) -> Result<(), StartError> {
+fn check_unique(packages: &[Package]) -> Result<(), StartError> {
     let mut seen: BTreeMap<&str, &PathBuf> = BTreeMap::new();
     for package in packages {
         let id = package.manifest.package_id.as_str();
-        if let Some(first) = seen.insert(id, &package.source) {
+        if let Some(first) = seen.insert(id, &package.path) {
             return Err(StartError::DuplicateId {
                 id: id.to_string(),
                 first: first.clone(),
-                second: package.source.clone(),
+                second: package.path.clone(),
             });
         }
     }
@@ -143,19 +143,20 @@ fn check_unique(packages: &[LoadedPackage]) -> Result<(), StartError> {
 }
 
 /// Starts the sessions of one package and warms them up.
-fn start_model(package: LoadedPackage, batch: BatchSettings) -> Result<Model, StartError> {
+fn start_model(package: Package, batch: BatchSettings) -> Result<Model, StartError> {
     let spec = &package.manifest.model;
     let side = spec.input_size as usize;
     let sample_shape = [3, side, side];
     let engine_err = |source| StartError::Engine {
-        path: package.source.clone(),
+        path: package.path.clone(),
         source,
     };
+    let onnx = package.model_bytes()?;
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     for _ in 0..batch.sessions.max(1) {
         let names = (spec.input_name.as_str(), spec.output_name.as_str());
-        let mut backend = OrtBackend::new(&package.model, batch.threads, names, sample_shape)
-            .map_err(engine_err)?;
+        let mut backend =
+            OrtBackend::new(onnx, batch.threads, names, sample_shape).map_err(engine_err)?;
         let logits = backend
             .run(vec![0.0; 3 * side * side], 1)
             .map_err(|e| engine_err(EngineError::Model(e)))?;

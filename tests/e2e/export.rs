@@ -39,7 +39,7 @@ fn predict_with_packaged_runtime(unpacked: &Path, package: &Package, image: &[u8
         .expect("environment");
     let mut builder = ort::session::Session::builder(&env).unwrap();
     let mut session = builder
-        .commit_from_memory(&package.model_bytes().unwrap())
+        .commit_from_memory(package.model_bytes().unwrap())
         .unwrap();
     let x = preprocess_bytes(image, DecodeLimits::default(), &m.model.preprocess).unwrap();
     let shape = [1, x.shape[0], x.shape[1], x.shape[2]].map(|d| d as i64);
@@ -94,11 +94,7 @@ fn a_checkpoint_exports_to_a_package_that_runs_on_its_own_runtime() {
     let package = Package::open(&zip).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package.manifest.model.class_names, ["cat", "dog"]);
     let unpacked = out.path().join("unpacked");
-    let file = std::fs::File::open(&zip).unwrap();
-    zip::ZipArchive::new(file)
-        .unwrap()
-        .extract(&unpacked)
-        .unwrap();
+    semiclass_package::unpack(&zip, &unpacked).unwrap();
     let image = std::fs::read(data.path().join("images/v0.png")).unwrap();
     let logits = predict_with_packaged_runtime(&unpacked, &package, &image);
     assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");

@@ -111,21 +111,20 @@ fn exported_with_sdk(checkpoint: &Path, work: &Path) -> PathBuf {
     std::fs::copy(&infer, build.join("infer")).unwrap();
     let deps = infer.parent().unwrap().join("deps/libsemiclass_sdk.so");
     std::fs::copy(&deps, build.join("libsemiclass_sdk.so")).unwrap();
-    let built = build_package(&PackageRequest {
+    let built = build_package(
         checkpoint,
-        target: Target::CpuX86_64,
-        out_dir: &work.join("packages"),
-        runtime_dir: None,
-        sdk: Some(&SdkBuild::with_test_hooks(build)),
-        replace: false,
-    })
+        &PackageRequest {
+            target: Target::CpuX86_64,
+            out_dir: &work.join("packages"),
+            runtime_dir: None,
+            sdk: Some(&SdkBuild::with_test_hooks(build)),
+            replace: false,
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(built.manifest.license.required);
     let dir = work.join("package");
-    zip::ZipArchive::new(std::fs::File::open(&built.path).unwrap())
-        .unwrap()
-        .extract(&dir)
-        .unwrap();
+    semiclass_package::unpack(&built.path, &dir).unwrap();
     dir
 }
 

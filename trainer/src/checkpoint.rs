@@ -13,13 +13,13 @@
 //! leaves a half-written checkpoint where the previous one was.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, View};
 use semiclass_dataset::fsutil::write_atomic;
 use semiclass_manifest::checkpoint::CheckpointMeta;
-use semiclass_manifest::checkpoint_file::{CheckpointBytes, format_error, sha256_hex};
+use semiclass_manifest::checkpoint_file::{CheckpointBytes, serialize_sorted, sha256_hex};
 use tch::{Device, Kind, Tensor};
 
 pub use semiclass_manifest::checkpoint_file::{
@@ -160,12 +160,12 @@ fn write<'a>(
         views.push((name.to_string(), view));
     }
     // "format": "pt" is what Hugging Face loaders look for in PyTorch files.
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         (key.to_string(), json),
         ("format".to_string(), "pt".to_string()),
     ]);
-    let bytes = safetensors::tensor::serialize(views, &Some(metadata))
-        .map_err(|e| format_error(path, e))?;
+    // The same weights and metadata give the same bytes (and sha256).
+    let bytes = serialize_sorted(path, views, metadata)?;
     write_atomic(path, &bytes).map_err(|error| CheckpointError::Write {
         path: path.to_path_buf(),
         error,
@@ -194,8 +194,6 @@ fn tch_tensors(file: &CheckpointBytes) -> Result<Vec<(String, Tensor)>, Checkpoi
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use semiclass_manifest::PreprocessSpec;
     use semiclass_manifest::checkpoint::{
         CHECKPOINT_FORMAT_VERSION, Role, TeacherRef, WeightsKind,
@@ -261,6 +259,20 @@ mod tests {
         let (loaded, saved) = (other.named_tensors(), net.named_tensors());
         assert!(loaded.iter().zip(&saved).all(|((_, a), (_, b))| a.equal(b)));
         assert_eq!(sha, sha256_file(&path).unwrap());
+    }
+
+    #[test]
+    fn the_same_weights_and_metadata_give_byte_identical_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (net, meta) = (network(), meta());
+        let files: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.safetensors"));
+                save_checkpoint(&path, &net.named_tensors(), &meta).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        assert!(files.iter().all(|f| *f == files[0]));
     }
 
     /// `meta()` as saved at `path` (its timestamp is the one written).

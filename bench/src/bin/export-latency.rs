@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let mut builder = builder
         .with_inter_threads(1)
         .map_err(ort::Error::<()>::from)?;
-    let mut session = builder.commit_from_memory(&package.model_bytes()?)?;
+    let mut session = builder.commit_from_memory(package.model_bytes()?)?;
     for image in images.iter().take(5) {
         classify(&mut session, &package, image)?;
     }

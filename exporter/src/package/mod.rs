@@ -3,11 +3,13 @@
 //! the target's ONNX Runtime under `lib/`, and a README rendered for the
 //! model; with an SDK build, the SDK's files (`sdk-template`'s layout).
 //!
-//! [`build_package`] writes one; [`Package::open`] is the one reader, which
-//! checks every file against the manifest before anything is used (the SDK
-//! and the server load packages through it).
+//! [`build_package`] exports a checkpoint and packages it; [`write_package`]
+//! packages an ONNX model already in memory (tests of the programs that load
+//! packages build theirs with it, so they meet the exporter's layout).
+//! Reading and verifying a package is `semiclass-package`'s
+//! [`Package::open`], the one reader the SDK and the server use too; the zip
+//! itself is written by its [`semiclass_package::write_zip`].
 
-mod read;
 pub mod runtime;
 mod write;
 
@@ -17,10 +19,10 @@ use semiclass_manifest::package::Target;
 
 use crate::ExportError;
 
-pub use read::Package;
 pub use semiclass_manifest::package::package_file_name;
+pub use semiclass_package::Package;
 pub use semiclass_sdk_layout::SdkBuild;
-pub use write::{Built, PackageRequest, build_package};
+pub use write::{Built, PackageRequest, build_package, write_package};
 
 /// Package-relative path of the model file.
 pub const MODEL_PATH: &str = "model/model.onnx";
@@ -29,16 +31,13 @@ pub const LIB_DIR: &str = "lib";
 /// Package-relative path of the README.
 pub const README_PATH: &str = "README.md";
 
-/// A package could not be built or opened.
+/// A package could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error(transparent)]
     Export(#[from] ExportError),
-    #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Package(#[from] semiclass_package::PackageError),
     #[error("no ONNX Runtime for {target} given: {help}")]
     NoRuntime { target: Target, help: String },
     #[error("{dir}: not the ONNX Runtime of {target}: {problem}; {help}")]
@@ -48,79 +47,18 @@ pub enum PackageError {
         problem: String,
         help: String,
     },
-    #[error(
-        "{path}: already exists; remove it, choose another --out folder, or pass --force to replace it"
-    )]
-    Exists { path: PathBuf },
-    #[error("{path}: {message}")]
-    Zip { path: PathBuf, message: String },
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Sdk(#[from] semiclass_sdk_layout::LayoutError),
-    #[error("{path}: {message}")]
-    Manifest { path: PathBuf, message: String },
-    #[error("{path}: not a valid package ({}): {}", problem_count(.problems), .problems.join("; "))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<String>,
-    },
-}
-
-fn problem_count(problems: &[String]) -> String {
-    match problems.len() {
-        1 => "1 problem".into(),
-        n => format!("{n} problems"),
-    }
-}
-
-fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PackageError {
-    let path = path.into();
-    move |error| PackageError::Io { path, error }
-}
-
-/// A file under a folder being walked.
-struct Walked {
-    /// `/`-separated, relative to the folder.
-    rel: String,
-    path: PathBuf,
-    /// A regular file (not a link, socket, ...).
-    plain: bool,
-}
-
-/// Every non-folder entry under `root`, links not followed, sorted.
-fn walk(root: &std::path::Path) -> Result<Vec<Walked>, PackageError> {
-    let mut out = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let kind = std::fs::symlink_metadata(&path)
-                .map_err(io_error(&path))?
-                .file_type();
-            if kind.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let rel = path.strip_prefix(root).expect("under the root");
-            let rel: Vec<String> = rel
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            out.push(Walked {
-                rel: rel.join("/"),
-                path,
-                plain: kind.is_file(),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-
-    use semiclass_manifest::package::MANIFEST_FILE;
 
     use super::*;
     use crate::testing;
@@ -144,19 +82,16 @@ mod tests {
             testing::checkpoint(dir, "lcnet_050", 32);
         }
         let runtime = cpu_runtime(dir);
-        build_package(&PackageRequest {
-            checkpoint: &ckpt,
-            target: Target::CpuX86_64,
-            out_dir: &dir.join("out"),
-            runtime_dir: Some(&runtime),
-            sdk,
-            replace,
-        })
-    }
-
-    fn unzip(zip: &Path, to: &Path) {
-        let file = std::fs::File::open(zip).unwrap();
-        zip::ZipArchive::new(file).unwrap().extract(to).unwrap();
+        build_package(
+            &ckpt,
+            &PackageRequest {
+                target: Target::CpuX86_64,
+                out_dir: &dir.join("out"),
+                runtime_dir: Some(&runtime),
+                sdk,
+                replace,
+            },
+        )
     }
 
     #[test]
@@ -166,6 +101,8 @@ mod tests {
         assert_eq!(built.path, dir.path().join("out/lcnet_050-cpu-x86_64.zip"));
         let package = Package::open(&built.path).unwrap();
         let m = &package.manifest;
+        // Listed: the runtime library is loaded from the package (issue 16).
+        assert!(m.files.contains_key(&m.runtime.library));
         assert_eq!(m, &built.manifest);
         let files: Vec<&str> = m.files.keys().map(String::as_str).collect();
         assert_eq!(
@@ -185,7 +122,7 @@ mod tests {
         let model = package.model_bytes().unwrap();
         assert_eq!(crate::emit::OPSET, m.model.opset);
         assert_eq!(
-            semiclass_manifest::checkpoint_file::sha256_hex(&model),
+            semiclass_manifest::checkpoint_file::sha256_hex(model),
             m.files[MODEL_PATH]
         );
         let readme = String::from_utf8(package.read(README_PATH).unwrap()).unwrap();
@@ -199,7 +136,7 @@ mod tests {
         }
         // Unpacked, it verifies the same.
         let unpacked = dir.path().join("unpacked");
-        unzip(&built.path, &unpacked);
+        semiclass_package::unpack(&built.path, &unpacked).unwrap();
         assert_eq!(Package::open(&unpacked).unwrap().manifest, built.manifest);
     }
 
@@ -219,70 +156,6 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["lcnet_050-cpu-x86_64.zip"], "no temporary left");
-    }
-
-    #[test]
-    fn changed_missing_and_unlisted_files_are_all_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let built = build(dir.path(), None, false).unwrap();
-        let root = dir.path().join("unpacked");
-        unzip(&built.path, &root);
-        std::fs::write(root.join(MODEL_PATH), b"swapped model").unwrap();
-        std::fs::remove_file(root.join(README_PATH)).unwrap();
-        std::fs::write(root.join("lib/extra.so"), b"").unwrap();
-        let err = Package::open(&root).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!(
-                "{}: not a valid package (3 problems): ",
-                root.display()
-            )),
-            "{err}"
-        );
-        for part in [
-            "model/model.onnx: sha256 differs from manifest.json",
-            "README.md: listed in manifest.json but missing",
-            "lib/extra.so: not listed in manifest.json",
-        ] {
-            assert!(err.contains(part), "{err}");
-        }
-        std::fs::remove_file(root.join(MANIFEST_FILE)).unwrap();
-        let err = Package::open(&root).unwrap_err().to_string();
-        assert!(err.contains("no manifest.json"), "{err}");
-    }
-
-    #[test]
-    fn a_tampered_zip_and_a_newer_format_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let built = build(dir.path(), None, false).unwrap();
-        // Rebuild the zip with one entry's bytes changed.
-        let root = dir.path().join("unpacked");
-        unzip(&built.path, &root);
-        let readme = root.join(README_PATH);
-        std::fs::write(&readme, b"# edited").unwrap();
-        let tampered = dir.path().join("tampered.zip");
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&tampered).unwrap());
-        for w in walk(&root).unwrap() {
-            zip.start_file(w.rel.as_str(), zip::write::SimpleFileOptions::default())
-                .unwrap();
-            std::io::Write::write_all(&mut zip, &std::fs::read(&w.path).unwrap()).unwrap();
-        }
-        zip.finish().unwrap();
-        let err = Package::open(&tampered).unwrap_err().to_string();
-        assert!(err.contains("README.md: sha256 differs"), "{err}");
-        let mut manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join(MANIFEST_FILE)).unwrap()).unwrap();
-        manifest["format_version"] = 99.into();
-        std::fs::write(root.join(MANIFEST_FILE), manifest.to_string()).unwrap();
-        let err = Package::open(&root).unwrap_err().to_string();
-        assert!(
-            err.contains("package format version 99") && err.contains("newer semiclass"),
-            "{err}"
-        );
-        std::fs::write(dir.path().join("junk.zip"), b"not a zip").unwrap();
-        let err = Package::open(&dir.path().join("junk.zip"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a readable package zip"), "{err}");
     }
 
     #[test]

@@ -33,20 +33,19 @@ impl Issuer {
     /// Answers an activation request with the text of a license file, or
     /// refuses it (unknown or revoked serial, another package, expired,
     /// activation limit). The same machine activating again gets a fresh
-    /// license without taking another slot. Safe to call from many threads
+    /// license, bound to the machine as it was first activated, without
+    /// taking another slot. Safe to call from many threads
     /// and processes at once: each call has its own connection and
     /// transaction.
     pub fn activate(&self, request: &ActivationRequest, now: u64) -> Result<String, IssuerError> {
-        let machine = request
-            .machine()
-            .map_err(semiclass_licensing::RequestError::from)?;
         let grant = IssuerDb::open(&self.db_path)?.claim_activation(request, now)?;
         let payload = LicensePayload {
             format: PAYLOAD_FORMAT,
             serial: request.serial,
             package_id: request.package_id.clone(),
             model_sha256s: grant.model_sha256s,
-            machine: MachineBinding::most(&machine),
+            manifest_sha256s: grant.manifest_sha256s,
+            machine: MachineBinding::most(&grant.machine),
             nonce: request.nonce.clone(),
             issued: now,
             expires: grant.expires,

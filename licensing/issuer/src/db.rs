@@ -4,12 +4,14 @@
 //! activation limit holds across threads and processes (the CLI and the
 //! server may share one database).
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use semiclass_licensing::fingerprint::Component;
-use semiclass_licensing::{ActivationRequest, Fingerprint, MachineBinding, Serial};
+use semiclass_licensing::{ActivationRequest, Fingerprint, Serial};
+use semiclass_package::Package;
 
 use crate::error::IssuerError;
 use crate::keys::random_bytes;
@@ -20,6 +22,12 @@ CREATE TABLE IF NOT EXISTS packages (
     created INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS package_models (
+    package_id TEXT NOT NULL REFERENCES packages(id),
+    sha256 TEXT NOT NULL,
+    added INTEGER NOT NULL,
+    PRIMARY KEY (package_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS package_manifests (
     package_id TEXT NOT NULL REFERENCES packages(id),
     sha256 TEXT NOT NULL,
     added INTEGER NOT NULL,
@@ -67,7 +75,11 @@ pub struct SerialRecord {
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub model_sha256s: Vec<String>,
+    pub manifest_sha256s: Vec<String>,
     pub expires: Option<u64>,
+    /// The machine as bound at its first activation: the license binds
+    /// this, never what a later request says.
+    pub machine: Fingerprint,
 }
 
 /// An open issuer database.
@@ -76,8 +88,13 @@ pub struct IssuerDb {
 }
 
 impl IssuerDb {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. It holds every
+    /// serial, which is all a buyer needs to activate: it is created
+    /// readable by its owner only (SQLite gives its journal files the same
+    /// mode), and refused when others may read it.
     pub fn open(path: &Path) -> Result<IssuerDb, IssuerError> {
+        create_private(path)?;
+        IssuerError::check_private(path)?;
         let conn = Connection::open(path)?;
         // Other writers hold the lock for milliseconds; wait rather than fail.
         conn.busy_timeout(Duration::from_secs(30))?;
@@ -87,21 +104,41 @@ impl IssuerDb {
         Ok(IssuerDb { conn })
     }
 
-    /// Registers a package, or adds model hashes to a registered one (a new
-    /// model version that existing serials may run).
-    pub fn add_package(
+    /// Registers the package `package` (opened, so every file was checked),
+    /// or adds its model and manifest to the registered package of the same
+    /// id (a new release that existing serials may run).
+    pub fn add_package(&self, package: &Package, now: u64) -> Result<(), IssuerError> {
+        let manifest = &package.manifest;
+        let model_sha256 = &manifest.files[&manifest.model.onnx];
+        self.add_release(
+            &manifest.package_id,
+            model_sha256,
+            &package.manifest_sha256,
+            now,
+        )
+    }
+
+    /// Registers package `package_id` with the sha256 of a model and of the
+    /// `manifest.json` its licenses let run (see [`IssuerDb::add_package`]).
+    pub fn add_release(
         &self,
         package_id: &str,
-        model_sha256s: &[String],
+        model_sha256: &str,
+        manifest_sha256: &str,
         now: u64,
     ) -> Result<(), IssuerError> {
         self.conn.execute(
             "INSERT OR IGNORE INTO packages (id, created) VALUES (?1, ?2)",
             params![package_id, now],
         )?;
-        for sha in model_sha256s {
+        for (table, sha) in [
+            ("package_models", model_sha256),
+            ("package_manifests", manifest_sha256),
+        ] {
             self.conn.execute(
-                "INSERT OR IGNORE INTO package_models (package_id, sha256, added) VALUES (?1, ?2, ?3)",
+                &format!(
+                    "INSERT OR IGNORE INTO {table} (package_id, sha256, added) VALUES (?1, ?2, ?3)"
+                ),
                 params![package_id, sha, now],
             )?;
         }
@@ -180,8 +217,13 @@ impl IssuerDb {
     }
 
     /// Records the activation of `request`'s machine under its serial, or
-    /// refreshes it when the same machine (by the "most" rule) activates
-    /// again, which takes no new slot.
+    /// recognises the machine of an earlier activation activating again,
+    /// which takes no new slot. A machine's binding is fixed at its first
+    /// activation: a later request is the same machine only when both
+    /// fingerprints match each other (see [`Fingerprint::same_machine`]),
+    /// and it never extends or replaces the stored components, so requests
+    /// cannot walk a binding from one machine to another. Every other
+    /// request takes a slot of its own.
     pub fn claim_activation(
         &mut self,
         request: &ActivationRequest,
@@ -195,38 +237,77 @@ impl IssuerDb {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (max, expires) = check_serial(&tx, request, now)?;
         let activations = activations(&tx, request.serial)?;
-        let components = serde_json::to_string(machine.components()).expect("components serialize");
-        let same_machine = |bound: &Option<Fingerprint>| {
-            bound
-                .as_ref()
-                .is_some_and(|b| MachineBinding::most(b).accepts(&machine))
-        };
-        match activations.iter().find(|(_, bound)| same_machine(bound)) {
-            Some((id, _)) => tx.execute(
-                "UPDATE activations SET components = ?2, last_activated = ?3 WHERE id = ?1",
-                params![id, components, now],
-            )?,
-            None if activations.len() >= max as usize => {
-                return Err(IssuerError::LimitReached { serial: request.serial, max });
+        let known = activations.iter().find_map(|(id, bound)| {
+            let bound = bound.as_ref()?;
+            bound.same_machine(&machine).then(|| (*id, bound.clone()))
+        });
+        let machine = match known {
+            Some((id, bound)) => {
+                tx.execute(
+                    "UPDATE activations SET last_activated = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                bound
             }
-            None => tx.execute(
-                "INSERT INTO activations (serial, components, first_activated, last_activated) VALUES (?1, ?2, ?3, ?3)",
-                params![request.serial.to_string(), components, now],
-            )?,
+            None if activations.len() >= max as usize => {
+                return Err(IssuerError::LimitReached {
+                    serial: request.serial,
+                    max,
+                });
+            }
+            None => {
+                let components =
+                    serde_json::to_string(machine.components()).expect("components serialize");
+                tx.execute(
+                    "INSERT INTO activations (serial, components, first_activated, last_activated) VALUES (?1, ?2, ?3, ?3)",
+                    params![request.serial.to_string(), components, now],
+                )?;
+                machine
+            }
         };
         let model_sha256s = package_models(&tx, &request.package_id)?;
+        let manifest_sha256s = package_manifests(&tx, &request.package_id)?;
         tx.commit()?;
         Ok(Grant {
             model_sha256s,
+            manifest_sha256s,
             expires,
+            machine,
         })
     }
 }
 
+/// Creates an empty file at `path` with mode 0600 unless one exists, so
+/// that SQLite never creates the database with the umask's mode.
+fn create_private(path: &Path) -> Result<(), IssuerError> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(IssuerError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
 fn package_models(conn: &Connection, package_id: &str) -> Result<Vec<String>, IssuerError> {
-    let mut statement = conn.prepare(
-        "SELECT sha256 FROM package_models WHERE package_id = ?1 ORDER BY added, sha256",
-    )?;
+    package_hashes(conn, "package_models", package_id)
+}
+
+fn package_manifests(conn: &Connection, package_id: &str) -> Result<Vec<String>, IssuerError> {
+    package_hashes(conn, "package_manifests", package_id)
+}
+
+/// The sha256s `table` (of the schema's) records for a package, oldest first.
+fn package_hashes(
+    conn: &Connection,
+    table: &str,
+    package_id: &str,
+) -> Result<Vec<String>, IssuerError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT sha256 FROM {table} WHERE package_id = ?1 ORDER BY added, sha256"
+    ))?;
     let rows = statement.query_map(params![package_id], |row| row.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -16,6 +16,8 @@ pub enum IssuerError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: {reason}", path = path.display())]
     KeyFile { path: PathBuf, reason: String },
+    #[error("{path}: is readable by others (mode {mode:o}), and it holds secrets: run `chmod 600` on it", path = path.display())]
+    ReadableByOthers { path: PathBuf, mode: u32 },
     #[error("{0}")]
     Request(#[from] RequestError),
     #[error("{text:?} is not a date like 2027-12-31")]
@@ -60,10 +62,28 @@ impl IssuerError {
             IssuerError::Db(_)
             | IssuerError::Io { .. }
             | IssuerError::KeyFile { .. }
+            | IssuerError::ReadableByOthers { .. }
             | IssuerError::BadDate { .. } => {
                 return None;
             }
         })
+    }
+
+    /// Refuses the secret file at `path` (a private key, the database of
+    /// serials) when its group or others may read or write it.
+    pub fn check_private(path: &std::path::Path) -> Result<(), IssuerError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| IssuerError::io(path, e))?
+            .permissions()
+            .mode();
+        match mode & 0o077 {
+            0 => Ok(()),
+            _ => Err(IssuerError::ReadableByOthers {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            }),
+        }
     }
 
     /// An I/O error on `path`.

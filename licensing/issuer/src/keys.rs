@@ -5,7 +5,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -80,19 +80,7 @@ fn key_file(path: &Path, reason: &str) -> IssuerError {
 
 /// Reads a private key file written by [`write_private_key`].
 pub fn read_private_key(path: &Path) -> Result<SigningKey, IssuerError> {
-    let mode = fs::metadata(path)
-        .map_err(|e| IssuerError::io(path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(key_file(
-            path,
-            &format!(
-                "is readable by others (mode {:o}): run `chmod 600` on it",
-                mode & 0o777
-            ),
-        ));
-    }
+    IssuerError::check_private(path)?;
     let text = fs::read_to_string(path).map_err(|e| IssuerError::io(path, e))?;
     let file: PrivateKeyFile = serde_json::from_str(&text)
         .map_err(|e| key_file(path, &format!("not a private key file: {e}")))?;
@@ -130,6 +118,8 @@ pub fn add_to_keyring(path: &Path, key: &SigningKey) -> Result<(), IssuerError> 
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use semiclass_licensing::Keyring;
 
     use super::*;

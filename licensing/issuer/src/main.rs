@@ -11,7 +11,8 @@ use semiclass_license_issuer::dates::end_of_day;
 use semiclass_license_issuer::{Issuer, IssuerDb, MintSpec, SerialRecord, keys};
 use semiclass_licensing::{ActivationRequest, Serial, key_id, unix_now};
 use semiclass_manifest::checkpoint::rfc3339_utc;
-use semiclass_manifest::package::{MANIFEST_FILE, PackageManifest};
+use semiclass_manifest::package::MANIFEST_FILE;
+use semiclass_package::Package;
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +38,8 @@ enum Command {
         #[arg(long)]
         keyring: Option<PathBuf>,
     },
-    /// Register a package (its manifest.json or folder) and its model's sha256.
+    /// Register a package (its .zip, folder or manifest.json): every file is
+    /// checked, then its model's and manifest's sha256 are recorded.
     AddPackage { manifest: PathBuf },
     /// Mint serials for a registered package; prints one per line.
     Issue {
@@ -138,24 +140,22 @@ fn keygen(out: &Path, keyring: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn add_package(db: &Path, manifest: &Path) -> Result<()> {
-    let path = if manifest.is_dir() {
-        manifest.join(MANIFEST_FILE)
-    } else {
-        manifest.to_path_buf()
+fn add_package(db: &Path, path: &Path) -> Result<()> {
+    // A manifest stands for the unpacked package around it.
+    let package_path = match path.file_name() == Some(MANIFEST_FILE.as_ref()) {
+        true => path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+        false => path,
     };
-    let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let manifest: PackageManifest = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a package manifest", path.display()))?;
-    let Some(sha) = manifest.files.get(&manifest.model.onnx) else {
-        bail!(
-            "{}: the model {} is not among the listed files",
-            path.display(),
-            manifest.model.onnx
-        );
-    };
-    IssuerDb::open(db)?.add_package(&manifest.package_id, std::slice::from_ref(sha), unix_now())?;
-    println!("package {} allows model sha256 {sha}", manifest.package_id);
+    let package = Package::open(package_path)?;
+    IssuerDb::open(db)?.add_package(&package, unix_now())?;
+    let m = &package.manifest;
+    println!(
+        "package {} allows model sha256 {} with manifest sha256 {}",
+        m.package_id, m.files[&m.model.onnx], package.manifest_sha256
+    );
     Ok(())
 }
 

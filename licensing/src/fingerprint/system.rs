@@ -74,8 +74,21 @@ impl SystemProbe {
 impl FingerprintSource for SystemProbe {
     fn fingerprint(&self, target: Target) -> Result<Fingerprint, FingerprintError> {
         let raw = self.raw_components(target);
-        Fingerprint::from_raw(raw.iter().map(|(kind, value)| (*kind, value.as_str())))
+        Fingerprint::from_raw(capped(&raw).map(|(kind, value)| (*kind, value.as_str())))
     }
+}
+
+/// The first components of each kind, as many as a fingerprint may hold
+/// (`raw` lists each kind's values sorted, so the same ones are kept on
+/// every run).
+fn capped(raw: &[(ComponentKind, String)]) -> impl Iterator<Item = &(ComponentKind, String)> + '_ {
+    raw.iter()
+        .enumerate()
+        .filter(|(i, (kind, _))| {
+            let before = raw[..*i].iter().filter(|(k, _)| k == kind).count();
+            before < kind.max_per_machine()
+        })
+        .map(|(_, component)| component)
 }
 
 fn non_empty(text: String) -> Option<String> {
@@ -115,7 +128,9 @@ fn gpu_uuids(nvidia_smi: &Path) -> Vec<String> {
     if !output.status.success() {
         return Vec::new();
     }
-    parse_gpu_list(&String::from_utf8_lossy(&output.stdout))
+    let mut uuids = parse_gpu_list(&String::from_utf8_lossy(&output.stdout));
+    uuids.sort();
+    uuids
 }
 
 /// Whole GPUs only: MIG slices get new uuids whenever they are reconfigured.
@@ -180,6 +195,42 @@ mod tests {
                 ),
                 (ComponentKind::Mac, "52:54:00:12:34:56".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_machine_with_many_nics_keeps_the_first_four_macs() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_machine(dir.path());
+        for i in 1..=6 {
+            let nic = format!("sys/class/net/eth{i}");
+            write(
+                dir.path(),
+                &format!("{nic}/address"),
+                &format!("52:54:00:00:00:0{i}\n"),
+            );
+            fs::create_dir_all(dir.path().join(nic).join("device")).unwrap();
+        }
+        let probe = SystemProbe::with_root(dir.path(), dir.path().join("no-nvidia-smi"));
+        let fingerprint = probe.fingerprint(Target::CpuX86_64).unwrap();
+        let macs: Vec<_> = [
+            "52:54:00:00:00:01",
+            "52:54:00:00:00:02",
+            "52:54:00:00:00:03",
+            "52:54:00:00:00:04",
+        ]
+        .map(|m| super::super::Component::from_raw(ComponentKind::Mac, m))
+        .into();
+        let kept: Vec<_> = fingerprint
+            .components()
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Mac)
+            .cloned()
+            .collect();
+        assert_eq!(kept.len(), 4);
+        assert!(
+            macs.iter().all(|m| kept.contains(m)),
+            "the sorted first four"
         );
     }
 

@@ -2,9 +2,12 @@
  * Classify images with the {{arch}} model of package {{package_id}}
  * through the SDK's C library.
  *
- * Build and run from the package folder:
- *   cc -I include -o predict examples/predict.c -L lib -lsemiclass_sdk -Wl,-rpath,'$ORIGIN/lib'
- *   ./predict . image.jpg [more images...]
+ * Build from the package folder into a folder of your own (the SDK refuses
+ * a package holding files its manifest does not list), then run:
+ *   mkdir -p ../predict-example
+ *   cc -I include -o ../predict-example/predict examples/predict.c \
+ *       -L lib -lsemiclass_sdk -Wl,-rpath,"$PWD/lib"
+ *   ../predict-example/predict . image.jpg [more images...]
  *
  * Activate the package first (bin/infer activate, see README.md).
  */

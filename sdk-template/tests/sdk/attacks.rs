@@ -3,6 +3,8 @@
 
 use std::fs;
 
+use semiclass_licensing::sha256_hex;
+
 use crate::common::*;
 
 #[test]
@@ -43,20 +45,36 @@ fn package_a_license_on_package_b() {
     fs::create_dir_all(copied.parent().unwrap()).unwrap();
     fs::copy(scene.license_path(), &copied).unwrap();
     let output = scene.predict_on(&scene.laptop, &package_b, NOW);
+    let (a, b) = (
+        &scene.package.manifest.package_id,
+        &package_b.manifest.package_id,
+    );
+    assert!(
+        a.starts_with("pkg-a-") && b.starts_with("pkg-b-"),
+        "{a} {b}"
+    );
     assert_refused(
         &output,
-        "license is for package pkg-a, not for this package (pkg-b)",
+        &format!("license is for package {a}, not for this package ({b})"),
     );
 }
 
 #[test]
 fn a_swapped_model_file() {
-    let mut scene = Scene::new(None);
+    let scene = Scene::new(None);
     scene.assert_runs(NOW);
-    fs::write(scene.package.dir.join("model/model.onnx"), tiny_model(2)).unwrap();
-    assert_refused(&scene.predict(NOW), "package file was changed or damaged");
+    let model = scene.package.dir.join("model/model.onnx");
+    fs::write(&model, tiny_model(2)).unwrap();
+    assert_refused(
+        &scene.predict(NOW),
+        "model/model.onnx: sha256 differs from manifest.json",
+    );
     // Also with the manifest's hash "fixed" to match the new model.
-    scene.package.write_manifest();
+    let manifest_path = scene.package.dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]["model/model.onnx"] = sha256_hex(&tiny_model(2)).into();
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
     assert_refused(&scene.predict(NOW), "is not one the license allows");
 }
 

@@ -54,9 +54,9 @@ impl Vendor {
 
     /// Registers `package` and mints a serial for it.
     pub fn sell(&self, package: &Package, expires: Option<u64>) -> Serial {
-        let model_sha = package.manifest.files["model/model.onnx"].clone();
         let id = &package.manifest.package_id;
-        self.db().add_package(id, &[model_sha], NOW).unwrap();
+        let opened = semiclass_package::Package::open(&package.dir).unwrap();
+        self.db().add_package(&opened, NOW).unwrap();
         let spec = MintSpec {
             package_id: id.clone(),
             max_activations: 3,
@@ -120,7 +120,11 @@ impl Machine {
     pub fn command(&self, program: &Path, vendor: &Vendor, now: u64) -> Command {
         let mut command = Command::new(program);
         let components = serde_json::to_string(self.fingerprint.components()).unwrap();
+        // As on a user's machine: no build folder on the library path
+        // (cargo's test runner puts target/debug there, whose
+        // libsemiclass_sdk.so is not this test build's).
         command
+            .env_remove("LD_LIBRARY_PATH")
             .env("XDG_DATA_HOME", self.home.path())
             .env("SEMICLASS_TEST_KEYRING", &vendor.keyring_file)
             .env("SEMICLASS_TEST_MACHINE", components)

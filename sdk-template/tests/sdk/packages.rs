@@ -1,26 +1,22 @@
-//! Package folders as the exporter would write them, built here: a tiny
-//! ONNX model whose answers are known (tiny_model.py), a manifest with the
-//! sha256 of every file, the real ONNX Runtime library and the built SDK.
+//! Packages for the tests, written by the exporter's writer exactly as
+//! `semiclass export` writes them and unpacked: a tiny ONNX model whose
+//! answers are known (tiny_model.py), the real ONNX Runtime library, and
+//! the SDK's files.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use semiclass_exporter::OnnxModel;
+use semiclass_exporter::package::{PackageRequest, SdkBuild, write_package};
 use semiclass_licensing::sha256_hex;
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::Role;
-use semiclass_manifest::package::{
-    LicenseRequirement, MANIFEST_FILE, PACKAGE_FORMAT_VERSION, PackageManifest, PackagedModel,
-    PackagedRuntime, Target,
-};
-use semiclass_sdk_layout::{Facts, SDK_FILES, Source, render};
+use semiclass_manifest::checkpoint::CheckpointMeta;
+use semiclass_manifest::package::{PackageManifest, Target};
 use tempfile::TempDir;
 
 use crate::common::{CLASSES, SIZE};
 
-const RUNTIME: &str = "lib/libonnxruntime.so.1.32.0";
 const MODEL_SCRIPT: &str = include_str!("tiny_model.py");
 
 /// The built `infer` (with the test hooks).
@@ -76,14 +72,7 @@ pub fn tiny_model(scale: u32) -> Vec<u8> {
     fs::read(&path).unwrap()
 }
 
-/// The ONNX Runtime library the packages ship (make test sets it).
-pub fn runtime_library() -> PathBuf {
-    let path = std::env::var_os("ORT_DYLIB_PATH")
-        .expect("set ORT_DYLIB_PATH to the onnxruntime wheel's libonnxruntime.so (make test does)");
-    PathBuf::from(path)
-}
-
-/// A package folder.
+/// An unpacked package.
 pub struct Package {
     pub dir: PathBuf,
     pub manifest: PackageManifest,
@@ -91,98 +80,53 @@ pub struct Package {
 }
 
 impl Package {
-    /// Model, runtime and manifest only: what licensing checks.
-    pub fn slim(id: &str, model: &[u8]) -> Package {
+    /// The package of `model` (model name `name`) with placeholder SDK
+    /// programs: the tests run this build's `infer` on it with `--package`,
+    /// so the package's own copies (hundreds of MB in a debug build) need
+    /// not be real.
+    pub fn slim(name: &str, model: &[u8]) -> Package {
         let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join(id);
-        fs::create_dir_all(dir.join("model")).unwrap();
-        fs::create_dir_all(dir.join("lib")).unwrap();
-        fs::write(dir.join("model/model.onnx"), model).unwrap();
-        // A link, not a 35 MB copy; it is hashed like any file.
-        symlink(runtime_library(), dir.join(RUNTIME)).unwrap();
-        let mut package = Package {
-            manifest: manifest(id),
-            dir,
-            _temp: temp,
+        let sdk = temp.path().join("placeholder-sdk");
+        fs::create_dir_all(&sdk).unwrap();
+        for program in ["infer", "libsemiclass_sdk.so"] {
+            fs::write(sdk.join(program), b"\x7fELF placeholder").unwrap();
+        }
+        Package::write(temp, name, model, &SdkBuild::shipping(sdk))
+    }
+
+    /// With this test build's SDK as `bin/infer` and
+    /// `lib/libsemiclass_sdk.so`, for the C and Python examples.
+    pub fn full(name: &str, model: &[u8]) -> Package {
+        let temp = tempfile::tempdir().unwrap();
+        let sdk = temp.path().join("test-sdk");
+        fs::create_dir_all(&sdk).unwrap();
+        for program in ["infer", "libsemiclass_sdk.so"] {
+            fs::copy(built_file(program), sdk.join(program)).unwrap();
+        }
+        Package::write(temp, name, model, &SdkBuild::with_test_hooks(sdk))
+    }
+
+    fn write(temp: TempDir, name: &str, model: &[u8], sdk: &SdkBuild) -> Package {
+        let classes = CLASSES.map(String::from).to_vec();
+        let preprocess = PreprocessSpec::for_input(SIZE, [0.5; 3], [0.5; 3]);
+        let meta = CheckpointMeta::untrained(name, classes, SIZE, preprocess, "test");
+        let request = PackageRequest {
+            target: Target::CpuX86_64,
+            out_dir: &temp.path().join("zips"),
+            // The folder of ORT_DYLIB_PATH: the real runtime, which `infer` loads.
+            runtime_dir: None,
+            sdk: Some(sdk),
+            replace: false,
         };
-        package.write_manifest();
-        package
-    }
-
-    /// A whole package: also `bin/infer`, the C library, header, examples
-    /// and README, laid out as `SDK_FILES` says.
-    pub fn full(id: &str, model: &[u8]) -> Package {
-        let mut package = Package::slim(id, model);
-        let facts = Facts::from_manifest(&package.manifest);
-        for file in SDK_FILES {
-            let path = package.dir.join(file.path);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            match file.source {
-                Source::Built(name) => drop(fs::copy(built_file(name), &path).unwrap()),
-                Source::Text(text) => fs::write(&path, text).unwrap(),
-                Source::Template(t) => fs::write(&path, render(t, &facts).unwrap()).unwrap(),
-            }
-            let mode = if file.executable { 0o755 } else { 0o644 };
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let built = write_package(&OnnxModel::prebuilt(model.to_vec(), meta), &request)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = temp.path().join(&built.manifest.package_id);
+        semiclass_package::unpack(&built.path, &dir).unwrap();
+        Package {
+            dir,
+            manifest: built.manifest,
+            _temp: temp,
         }
-        package.write_manifest();
-        package
-    }
-
-    /// Lists every file with its sha256 and writes manifest.json.
-    pub fn write_manifest(&mut self) {
-        self.manifest.files = files_below(&self.dir, &self.dir)
-            .into_iter()
-            .filter(|f| f != MANIFEST_FILE)
-            .map(|f| {
-                let sha = sha256_hex(&fs::read(self.dir.join(&f)).unwrap());
-                (f, sha)
-            })
-            .collect::<BTreeMap<_, _>>();
-        let json = serde_json::to_string_pretty(&self.manifest).unwrap();
-        fs::write(self.dir.join(MANIFEST_FILE), json).unwrap();
-    }
-}
-
-fn files_below(root: &Path, dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_below(root, &path));
-        } else {
-            let relative = path.strip_prefix(root).unwrap();
-            files.push(relative.to_str().unwrap().to_string());
-        }
-    }
-    files
-}
-
-fn manifest(id: &str) -> PackageManifest {
-    let model = PackagedModel {
-        arch: "tiny_colour_net".into(),
-        role: Role::Small,
-        class_names: CLASSES.map(String::from).to_vec(),
-        input_size: SIZE,
-        preprocess: PreprocessSpec::for_input(SIZE, [0.5; 3], [0.5; 3]),
-        onnx: "model/model.onnx".into(),
-        opset: 17,
-        input_name: "input".into(),
-        output_name: "logits".into(),
-        checkpoint_sha256: "00".repeat(32),
-    };
-    PackageManifest {
-        format_version: PACKAGE_FORMAT_VERSION,
-        package_id: id.into(),
-        target: Target::CpuX86_64,
-        model,
-        runtime: PackagedRuntime {
-            version: "1.32.0".into(),
-            library: RUNTIME.into(),
-        },
-        license: LicenseRequirement { required: true },
-        created: "2026-01-01T00:00:00Z".into(),
-        files: BTreeMap::new(),
     }
 }
 

@@ -13,10 +13,10 @@ use semiclass_serve::{AppState, app};
 
 use crate::common::*;
 
-/// A server with an issuer that sells `LARGE_ID` one activation per serial.
+/// A server with an issuer that sells the large package one activation per serial.
 struct Vendor {
     /// Holds the folder of the packages and the issuer.
-    _fixture: Fixture,
+    fixture: Fixture,
     app: axum::Router,
     keyring: Keyring,
     serial: Serial,
@@ -33,17 +33,11 @@ impl Vendor {
         keys::write_private_key(&key_path, &key).unwrap();
         let mut keyring = Keyring::default();
         keyring.insert(key.verifying_key());
-        let manifest: semiclass_manifest::package::PackageManifest = serde_json::from_str(
-            &std::fs::read_to_string(fixture.large.join("manifest.json")).unwrap(),
-        )
-        .unwrap();
         let mut issuer_db = IssuerDb::open(&db).unwrap();
-        let sha = &manifest.files[&manifest.model.onnx];
-        issuer_db
-            .add_package(LARGE_ID, std::slice::from_ref(sha), unix_now())
-            .unwrap();
+        let package = semiclass_package::Package::open(&fixture.large).unwrap();
+        issuer_db.add_package(&package, unix_now()).unwrap();
         let spec = MintSpec {
-            package_id: LARGE_ID.into(),
+            package_id: fixture.large_id().into(),
             max_activations: 1,
             expires: None,
         };
@@ -52,7 +46,7 @@ impl Vendor {
         config.issuer = Some((db, key_path));
         let app = app(Arc::new(AppState::load(&config).unwrap()));
         Vendor {
-            _fixture: fixture,
+            fixture,
             app,
             keyring,
             serial,
@@ -81,7 +75,12 @@ fn machine(name: &str) -> Fingerprint {
 #[tokio::test]
 async fn a_serial_activates_once_and_the_license_verifies() {
     let vendor = Vendor::new();
-    let request = ActivationRequest::new(vendor.serial, LARGE_ID, &machine("a"), unix_now());
+    let request = ActivationRequest::new(
+        vendor.serial,
+        vendor.fixture.large_id(),
+        &machine("a"),
+        unix_now(),
+    );
     let (status, body) = vendor.activate(request.to_json(), "application/json").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let answer: ActivateResponse = serde_json::from_slice(&body).unwrap();
@@ -91,17 +90,27 @@ async fn a_serial_activates_once_and_the_license_verifies() {
         .unwrap();
     assert_eq!(
         (payload.serial, payload.package_id.as_str()),
-        (vendor.serial, LARGE_ID)
+        (vendor.serial, vendor.fixture.large_id())
     );
     assert_eq!(payload.nonce, request.nonce);
 
-    let other = ActivationRequest::new(vendor.serial, LARGE_ID, &machine("b"), unix_now());
+    let other = ActivationRequest::new(
+        vendor.serial,
+        vendor.fixture.large_id(),
+        &machine("b"),
+        unix_now(),
+    );
     let (status, body) = vendor.activate(other.to_json(), "application/json").await;
     assert_eq!(
         (status, error_code(&body).as_str()),
         (StatusCode::FORBIDDEN, "activation_limit")
     );
-    let wrong_package = ActivationRequest::new(vendor.serial, SMALL_ID, &machine("a"), unix_now());
+    let wrong_package = ActivationRequest::new(
+        vendor.serial,
+        vendor.fixture.small_id(),
+        &machine("a"),
+        unix_now(),
+    );
     let (status, body) = vendor
         .activate(wrong_package.to_json(), "application/json")
         .await;
@@ -115,7 +124,12 @@ async fn a_serial_activates_once_and_the_license_verifies() {
 async fn bad_activation_requests_get_4xx_with_codes() {
     let vendor = Vendor::new();
     let unknown = Serial::from_entropy(&[7; 12]);
-    let request = ActivationRequest::new(unknown, LARGE_ID, &machine("a"), unix_now());
+    let request = ActivationRequest::new(
+        unknown,
+        vendor.fixture.large_id(),
+        &machine("a"),
+        unix_now(),
+    );
     let (status, body) = vendor.activate(request.to_json(), "application/json").await;
     assert_eq!(
         (status.as_u16(), error_code(&body).as_str()),

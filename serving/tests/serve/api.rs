@@ -49,13 +49,15 @@ fn assert_scores(
 #[tokio::test]
 async fn models_are_listed_with_their_role_and_classes() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
+    let small_id = fixture.small_id();
     let app = app(fixture.state());
     let (status, _, body) = send(&app, get("/v1/models", Some(&fixture.bearer()))).await;
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let models = json["models"].as_array().unwrap();
     let ids: Vec<&str> = models.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [LARGE_ID, SMALL_ID]);
+    assert_eq!(ids, [large_id, small_id]);
     assert_eq!(models[0]["role"], "large");
     assert_eq!(models[1]["role"], "small");
     assert_eq!(models[0]["class_names"][2], "康乃馨");
@@ -65,9 +67,11 @@ async fn models_are_listed_with_their_role_and_classes() {
 #[tokio::test]
 async fn raw_multipart_and_json_bodies_give_the_evaluation_scores() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
+    let small_id = fixture.small_id();
     let app = app(fixture.state());
     let images: Vec<Vec<u8>> = (0..3).map(|i| png(40 + i * 9, 30, i as u8)).collect();
-    for id in [LARGE_ID, SMALL_ID] {
+    for id in [large_id, small_id] {
         let raw = post(
             &fixture,
             &predict_uri(id, "?topk=3"),
@@ -84,7 +88,7 @@ async fn raw_multipart_and_json_bodies_give_the_evaluation_scores() {
     let (content_type, body) = multipart(&images);
     let (status, _, body) = send(
         &app,
-        post(&fixture, &predict_uri(LARGE_ID, ""), &content_type, body),
+        post(&fixture, &predict_uri(large_id, ""), &content_type, body),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -93,12 +97,12 @@ async fn raw_multipart_and_json_bodies_give_the_evaluation_scores() {
     for (i, prediction) in many.predictions.iter().enumerate() {
         assert_eq!(prediction.index, i);
         assert_eq!(prediction.top.len(), 5, "topk defaults to 5");
-        assert_scores(&fixture, LARGE_ID, &images[i], &prediction.top);
+        assert_scores(&fixture, large_id, &images[i], &prediction.top);
     }
     let json = serde_json::json!({"images": [BASE64.encode(&images[1]), BASE64.encode(&images[2])], "topk": 2});
     let request = post(
         &fixture,
-        &predict_uri(SMALL_ID, "?topk=6"),
+        &predict_uri(small_id, "?topk=6"),
         "application/json",
         json.to_string().into(),
     );
@@ -106,14 +110,15 @@ async fn raw_multipart_and_json_bodies_give_the_evaluation_scores() {
     assert_eq!(status, StatusCode::OK);
     let json = answer(&body);
     assert_eq!(json.predictions[1].top.len(), 2, "the body's topk wins");
-    assert_scores(&fixture, SMALL_ID, &images[2], &json.predictions[1].top);
+    assert_scores(&fixture, small_id, &images[2], &json.predictions[1].top);
 }
 
 #[tokio::test]
 async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let app = app(fixture.state());
-    let uri = predict_uri(LARGE_ID, "");
+    let uri = predict_uri(large_id, "");
     let good = png(20, 20, 1);
     let (mp_type, empty_mp) = multipart(&[]);
     let (_, nine) = multipart(&vec![good.clone(); 9]);
@@ -163,7 +168,7 @@ async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
     let mut cases: Vec<(Request<Body>, u16, &str)> = posts
         .into_iter()
         .map(|(query, content_type, body, status, code)| {
-            let uri = predict_uri(LARGE_ID, query);
+            let uri = predict_uri(large_id, query);
             (post(&fixture, &uri, content_type, body), status, code)
         })
         .collect();
@@ -204,6 +209,7 @@ async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
 #[tokio::test]
 async fn tokens_guard_everything_but_the_probes_and_the_page() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let app = app(fixture.state());
     let wrong = format!("Bearer {}x", fixture.token);
     let revoked = format!("Bearer {}", fixture.revoked_token);
@@ -217,7 +223,7 @@ async fn tokens_guard_everything_but_the_probes_and_the_page() {
     ];
     let mut bodies = Vec::new();
     for (method, path, guarded) in ROUTES {
-        let path = path.replace("{id}", LARGE_ID);
+        let path = path.replace("{id}", large_id);
         for authorization in bad {
             let mut request = Request::builder().method(method.clone()).uri(&path);
             if let Some(value) = authorization {
@@ -272,6 +278,7 @@ async fn the_page_is_self_contained_and_locked_down() {
 #[tokio::test]
 async fn openapi_describes_exactly_the_routes() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let mut config = fixture.config();
     config.issuer = None;
     let app = app(Arc::new(AppState::load(&config).unwrap()));
@@ -299,7 +306,7 @@ async fn openapi_describes_exactly_the_routes() {
         }
         let request = Request::builder()
             .method(method.clone())
-            .uri(path.replace("{id}", LARGE_ID))
+            .uri(path.replace("{id}", large_id))
             .header(header::AUTHORIZATION, fixture.bearer())
             .body(Body::empty())
             .unwrap();
@@ -317,6 +324,7 @@ async fn openapi_describes_exactly_the_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_are_batched_and_counted() {
     let fixture = Fixture::new();
+    let small_id = fixture.small_id();
     let mut config = fixture.config();
     config.batch.sessions = 1;
     config.batch.max_wait = Duration::from_millis(20);
@@ -327,7 +335,7 @@ async fn concurrent_requests_are_batched_and_counted() {
         .map(|_| {
             let request = post(
                 &fixture,
-                &predict_uri(SMALL_ID, ""),
+                &predict_uri(small_id, ""),
                 "image/png",
                 image.clone(),
             );
@@ -347,8 +355,8 @@ async fn concurrent_requests_are_batched_and_counted() {
             .unwrap_or_else(|| panic!("{series} in\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let images = value(&format!("semiclass_images_total{{model=\"{SMALL_ID}\"}}"));
-    let batches = value(&format!("semiclass_batches_total{{model=\"{SMALL_ID}\"}}"));
+    let images = value(&format!("semiclass_images_total{{model=\"{small_id}\"}}"));
+    let batches = value(&format!("semiclass_batches_total{{model=\"{small_id}\"}}"));
     // Warm-up runs are not counted: only the 24 requests' images.
     assert_eq!(images, 24.0);
     assert!(batches < 24.0, "{batches} batches: no batching");
@@ -360,12 +368,13 @@ async fn concurrent_requests_are_batched_and_counted() {
 #[tokio::test]
 async fn a_request_past_the_timeout_answers_503() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let mut config = fixture.config();
     config.limits.request_timeout = Duration::ZERO;
     let app = app(Arc::new(AppState::load(&config).unwrap()));
     let request = post(
         &fixture,
-        &predict_uri(LARGE_ID, ""),
+        &predict_uri(large_id, ""),
         "image/png",
         png(30, 30, 0),
     );
@@ -381,7 +390,7 @@ async fn a_changed_package_file_stops_the_start() {
     std::fs::write(fixture.small.join("README.md"), "edited").unwrap();
     let err = AppState::load(&fixture.config()).err().unwrap().to_string();
     assert!(
-        err.contains("README.md: package file was changed or damaged"),
+        err.contains("README.md: sha256 differs from manifest.json"),
         "{err}"
     );
     let mut config = fixture.config();

@@ -12,11 +12,12 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use semiclass_exporter::OnnxModel;
+use semiclass_exporter::package::{PackageRequest, write_package};
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::Role;
-use semiclass_manifest::package::PackageManifest;
+use semiclass_manifest::checkpoint::{CheckpointMeta, Role};
+use semiclass_manifest::package::{PackageManifest, Target};
 use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
-use semiclass_serve::package::{handmade_manifest, seal_folder};
 use semiclass_serve::tokens::TokenStore;
 use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
 use serde::Deserialize;
@@ -24,8 +25,6 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-pub const LARGE_ID: &str = "tiny-large-cpu-x86_64-0001";
-pub const SMALL_ID: &str = "tiny-small-cpu-x86_64-0002";
 pub const CLASSES: [&str; 6] = ["cat", "dog", "康乃馨", "sunflower", "daisy", "tulip"];
 
 /// The weights of a tiny linear model (see `fixtures/make_tiny_onnx.py`).
@@ -60,8 +59,8 @@ impl Weights {
     }
 }
 
-/// Two packages (a large one at 24 px, a small one at 16 px), a token
-/// file with one active and one revoked token.
+/// Two unpacked packages (a large one at 24 px, a small one at 16 px), a
+/// token file with one active and one revoked token.
 pub struct Fixture {
     pub dir: TempDir,
     pub large: PathBuf,
@@ -69,25 +68,27 @@ pub struct Fixture {
     pub tokens: PathBuf,
     pub token: String,
     pub revoked_token: String,
-    pub weights: BTreeMap<&'static str, (Weights, PreprocessSpec)>,
+    /// By package id.
+    pub weights: BTreeMap<String, (Weights, PreprocessSpec)>,
+    ids: [String; 2],
 }
 
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mut weights = BTreeMap::new();
-        let mut write = |id: &'static str, role, size, seed| {
+        let mut write = |role, size, seed| {
             let model = tiny_model(CLASSES.len(), size, seed);
-            let package = dir.path().join(id);
-            let manifest = write_package(&package, &model, id, role, size);
+            let (package, manifest) = write_package_of(dir.path(), &model, role, size);
             let w: Weights =
                 serde_json::from_str(&fs::read_to_string(model.join("weights.json")).unwrap())
                     .unwrap();
-            weights.insert(id, (w, manifest.model.preprocess));
-            package
+            let id = manifest.package_id;
+            weights.insert(id.clone(), (w, manifest.model.preprocess));
+            (package, id)
         };
-        let large = write(LARGE_ID, Role::Large, 24, 1);
-        let small = write(SMALL_ID, Role::Small, 16, 2);
+        let (large, large_id) = write(Role::Large, 24, 1);
+        let (small, small_id) = write(Role::Small, 16, 2);
         let tokens = dir.path().join("tokens.json");
         let store = TokenStore::new(&tokens);
         let (_, token) = store.create("tests", 1).unwrap();
@@ -101,7 +102,18 @@ impl Fixture {
             token,
             revoked_token,
             weights,
+            ids: [large_id, small_id],
         }
+    }
+
+    /// The large model's package id (as the exporter names it).
+    pub fn large_id(&self) -> &str {
+        &self.ids[0]
+    }
+
+    /// The small model's package id.
+    pub fn small_id(&self) -> &str {
+        &self.ids[1]
     }
 
     /// Settings small enough for tests.
@@ -180,15 +192,42 @@ fn tiny_model(classes: usize, size: u32, seed: u32) -> PathBuf {
     dir
 }
 
-/// A package folder as the exporter writes one: the model and a README,
-/// every file hashed in the manifest.
-pub fn write_package(dir: &Path, model: &Path, id: &str, role: Role, size: u32) -> PackageManifest {
-    fs::create_dir_all(dir.join("model")).unwrap();
-    fs::copy(model.join("model.onnx"), dir.join("model/model.onnx")).unwrap();
-    fs::write(dir.join("README.md"), format!("# {id}\n")).unwrap();
+/// The package of the tiny model in `model` at `size` px, written by the
+/// exporter's writer as `semiclass export --without-sdk` writes one, and
+/// unpacked under `dir`: ImageNet normalisation, the timm evaluation crop.
+/// Its ONNX Runtime library is a placeholder: the server under test loads
+/// the real one named by `ServeConfig::onnxruntime` (or ORT_DYLIB_PATH).
+pub fn write_package_of(
+    dir: &Path,
+    model: &Path,
+    role: Role,
+    size: u32,
+) -> (PathBuf, PackageManifest) {
+    let runtime = dir.join("placeholder-onnxruntime");
+    fs::create_dir_all(&runtime).unwrap();
+    fs::write(runtime.join("libonnxruntime.so.1.32.0"), b"placeholder").unwrap();
     let classes = CLASSES.iter().map(|c| c.to_string()).collect();
-    let manifest = handmade_manifest(id, &format!("tiny_{size}"), role, classes, size);
-    seal_folder(dir, manifest).unwrap()
+    let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+    let preprocess = PreprocessSpec::for_input(size, mean, std);
+    // Named by role, so the large model sorts (and is listed) first.
+    let arch = format!("tiny_{role:?}").to_lowercase();
+    let mut meta = CheckpointMeta::untrained(&arch, classes, size, preprocess, "test");
+    meta.role = role;
+    let onnx = OnnxModel::prebuilt(fs::read(model.join("model.onnx")).unwrap(), meta);
+    let built = write_package(
+        &onnx,
+        &PackageRequest {
+            target: Target::CpuX86_64,
+            out_dir: &dir.join("zips"),
+            runtime_dir: Some(&runtime),
+            sdk: None,
+            replace: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let unpacked = dir.join(&built.manifest.package_id);
+    semiclass_package::unpack(&built.path, &unpacked).unwrap();
+    (unpacked, built.manifest)
 }
 
 fn hex(bytes: &[u8]) -> String {

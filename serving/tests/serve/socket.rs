@@ -134,6 +134,7 @@ impl Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth_matrix_over_a_socket() {
     let fixture = Fixture::new();
+    let small_id = fixture.small_id();
     let server = Server::start(fixture.state()).await;
     let image = png(32, 32, 5);
     let (wrong, revoked, good) = (
@@ -146,7 +147,7 @@ async fn the_auth_matrix_over_a_socket() {
         if path == "/v1/activate" {
             continue; // no issuer here: see activate.rs
         }
-        let path = path.replace("{id}", SMALL_ID);
+        let path = path.replace("{id}", small_id);
         for auth in [
             None,
             Some("Bearer "),
@@ -182,9 +183,10 @@ async fn the_auth_matrix_over_a_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_over_a_socket_get_4xx_and_the_server_goes_on() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let server = Server::start(fixture.state()).await;
     let auth = fixture.bearer();
-    let path = format!("/v1/models/{LARGE_ID}/predict");
+    let path = format!("/v1/models/{large_id}/predict");
     let png_headers = [
         ("authorization", auth.as_str()),
         ("content-type", "image/png"),
@@ -260,6 +262,7 @@ impl hyper::body::Body for Chunks {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_cap_answers_are_429_or_503_never_500() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let mut config = fixture.config();
     config.limits.max_concurrent = 2;
     config.limits.max_queue = 2;
@@ -269,25 +272,19 @@ async fn beyond_the_cap_answers_are_429_or_503_never_500() {
     let auth = fixture.bearer();
     let tasks: Vec<_> = (0..32)
         .map(|_| {
-            let (server, content_type, body, auth) = (
+            let (server, content_type, body, auth, path) = (
                 server.clone(),
                 content_type.clone(),
                 body.clone(),
                 auth.clone(),
+                format!("/v1/models/{large_id}/predict"),
             );
             tokio::spawn(async move {
                 let headers = [
                     ("authorization", auth.as_str()),
                     ("content-type", content_type.as_str()),
                 ];
-                server
-                    .send(
-                        Method::POST,
-                        &format!("/v1/models/{LARGE_ID}/predict"),
-                        &headers,
-                        body,
-                    )
-                    .await
+                server.send(Method::POST, &path, &headers, body).await
             })
         })
         .collect();
@@ -377,6 +374,7 @@ fn the_binary_refuses_a_public_address_without_tokens() {
 #[test]
 fn the_binary_makes_tokens_and_serves_with_them_until_sigterm() {
     let fixture = Fixture::new();
+    let large_id = fixture.large_id();
     let tokens = fixture.dir.path().join("cli-tokens.json");
     let tokens_arg = ["--tokens", tokens.to_str().unwrap()];
     let created = binary()
@@ -424,7 +422,7 @@ fn the_binary_makes_tokens_and_serves_with_them_until_sigterm() {
         ("authorization", auth.as_str()),
         ("content-type", "image/png"),
     ];
-    let path = format!("/v1/models/{LARGE_ID}/predict?topk=2");
+    let path = format!("/v1/models/{large_id}/predict?topk=2");
     let (status, body) =
         runtime.block_on(server.send(Method::POST, &path, &headers, png(64, 48, 9)));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

@@ -57,14 +57,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             Some(SdkBuild::shipping(dir))
         }
     };
-    let built = build_package(&PackageRequest {
-        checkpoint: &checkpoint,
-        target: args.target,
-        out_dir: &args.out,
-        runtime_dir: args.runtime_dir.as_deref(),
-        sdk: sdk.as_ref(),
-        replace: args.force,
-    })?;
+    let built = build_package(
+        &checkpoint,
+        &PackageRequest {
+            target: args.target,
+            out_dir: &args.out,
+            runtime_dir: args.runtime_dir.as_deref(),
+            sdk: sdk.as_ref(),
+            replace: args.force,
+        },
+    )?;
     let m = &built.manifest;
     println!("{}", built.path.display());
     println!(

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use semiclass_licensing::{ActivationDir, Keyring, Serial, unix_now, verify_package};
 
-use crate::common::{environment, machine, write_package};
+use crate::common::{environment, machine, write_package_of};
 
 fn semiclass_license(db: &Path, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_semiclass-license"))
@@ -51,8 +51,8 @@ fn the_vendor_flow_from_keygen_to_a_license() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
 
-    let package = dir.path().join("pkg");
-    write_package(&package, "pkg-cli", b"model");
+    let (package, manifest) = write_package_of(dir.path(), "pkg-cli", b"model");
+    let id = manifest.package_id.as_str();
     stdout(&semiclass_license(
         &db,
         &["add-package", package.to_str().unwrap()],
@@ -62,7 +62,7 @@ fn the_vendor_flow_from_keygen_to_a_license() {
         &[
             "issue",
             "--package",
-            "pkg-cli",
+            id,
             "--count",
             "2",
             "--expires",
@@ -75,9 +75,7 @@ fn the_vendor_flow_from_keygen_to_a_license() {
     let laptop = machine("laptop", "eth");
     let activation = ActivationDir::new(dir.path().join("activation"));
     let now = unix_now();
-    activation
-        .begin(serials[0], "pkg-cli", &laptop, now)
-        .unwrap();
+    activation.begin(serials[0], id, &laptop, now).unwrap();
     let license = dir.path().join("license.lic");
     let request = activation.request_path();
     let args = [
@@ -96,7 +94,7 @@ fn the_vendor_flow_from_keygen_to_a_license() {
         .unwrap();
     verify_package(&package, &activation, &env).unwrap();
 
-    let listed = stdout(&semiclass_license(&db, &["list", "--package", "pkg-cli"]));
+    let listed = stdout(&semiclass_license(&db, &["list", "--package", id]));
     assert!(
         listed.contains(&format!("{}", serials[0]))
             && listed.contains("1/1")
@@ -108,7 +106,7 @@ fn the_vendor_flow_from_keygen_to_a_license() {
         &["revoke", &serials[1].to_string().to_lowercase()],
     ));
     activation
-        .begin(serials[1], "pkg-cli", &machine("desktop", "eth"), now)
+        .begin(serials[1], id, &machine("desktop", "eth"), now)
         .unwrap();
     let refused = semiclass_license(
         &db,

@@ -1,23 +1,21 @@
 //! A vendor, packages and machines for the tests.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ed25519_dalek::VerifyingKey;
+use semiclass_exporter::OnnxModel;
+use semiclass_exporter::package::{PackageRequest, SdkBuild, write_package};
 use semiclass_license_issuer::{Issuer, IssuerDb, IssuerError, MintSpec, keys};
 use semiclass_licensing::fingerprint::ComponentKind;
 use semiclass_licensing::{
     ActivationDir, ActivationRequest, CheckError, DEFAULT_CLOCK_TOLERANCE_S, Environment,
-    Fingerprint, Keyring, LicenseError, Serial, VerifiedPackage, sha256_hex, verify_package,
+    Fingerprint, Keyring, LicenseError, Serial, VerifiedPackage, verify_package,
 };
 use semiclass_manifest::PreprocessSpec;
-use semiclass_manifest::checkpoint::Role;
-use semiclass_manifest::package::{
-    LicenseRequirement, MANIFEST_FILE, PACKAGE_FORMAT_VERSION, PackageManifest, PackagedModel,
-    PackagedRuntime, Target,
-};
+use semiclass_manifest::checkpoint::CheckpointMeta;
+use semiclass_manifest::package::{PackageManifest, Target};
 use tempfile::TempDir;
 
 /// 2026-01-01T00:00:00Z: the tests' "now".
@@ -51,15 +49,24 @@ impl Vendor {
         IssuerDb::open(&self.dir.path().join("issuer.sqlite")).unwrap()
     }
 
-    /// Writes a package folder holding `model` and registers it.
-    pub fn package(&self, name: &str, model: &[u8]) -> PathBuf {
-        let dir = self.dir.path().join(name);
-        let manifest = write_package(&dir, name, model);
-        let sha = &manifest.files[&manifest.model.onnx];
-        self.db()
-            .add_package(&manifest.package_id, std::slice::from_ref(sha), NOW)
-            .unwrap();
-        dir
+    /// Why the database does not open.
+    pub fn db_error(&self) -> IssuerError {
+        match IssuerDb::open(&self.dir.path().join("issuer.sqlite")) {
+            Ok(_) => panic!("the database opened"),
+            Err(e) => e,
+        }
+    }
+
+    /// Writes the package of a model named `name` holding `model` and
+    /// registers it.
+    pub fn package(&self, name: &str, model: &[u8]) -> Packaged {
+        let (dir, manifest) = write_package_of(self.dir.path(), name, model);
+        let package = semiclass_package::Package::open(&dir).unwrap();
+        self.db().add_package(&package, NOW).unwrap();
+        Packaged {
+            dir,
+            id: manifest.package_id,
+        }
     }
 
     /// A fresh serial for `package`.
@@ -109,11 +116,19 @@ impl Vendor {
     }
 }
 
-/// A package `pkg-a` activated on `laptop` at [`NOW`] with a serial that
-/// expires at `expires`: the starting point of most attacks.
+/// An unpacked package and its id.
+pub struct Packaged {
+    pub dir: PathBuf,
+    pub id: String,
+}
+
+/// A package of model `pkg-a` activated on `laptop` at [`NOW`] with a
+/// serial that expires at `expires`: the starting point of most attacks.
 pub struct Activated {
     pub vendor: Vendor,
     pub package: PathBuf,
+    /// The package's id.
+    pub id: String,
     pub laptop: Fingerprint,
     pub activation: ActivationDir,
 }
@@ -121,13 +136,14 @@ pub struct Activated {
 impl Activated {
     pub fn new(expires: Option<u64>) -> Activated {
         let vendor = Vendor::new();
-        let package = vendor.package("pkg-a", b"model a");
+        let Packaged { dir: package, id } = vendor.package("pkg-a", b"model a");
         let laptop = machine("laptop", "eth");
-        let serial = vendor.mint("pkg-a", 1, expires);
-        let activation = vendor.activate("pkg-a", serial, &laptop, NOW);
+        let serial = vendor.mint(&id, 1, expires);
+        let activation = vendor.activate(&id, serial, &laptop, NOW);
         Activated {
             vendor,
             package,
+            id,
             laptop,
             activation,
         }
@@ -172,49 +188,29 @@ pub fn machine(name: &str, nic: &str) -> Fingerprint {
     .unwrap()
 }
 
-/// A package folder as the exporter writes it, with a fake model.
-pub fn write_package(dir: &Path, package_id: &str, model: &[u8]) -> PackageManifest {
-    fs::create_dir_all(dir.join("model")).unwrap();
-    fs::create_dir_all(dir.join("lib")).unwrap();
-    fs::write(dir.join("model/model.onnx"), model).unwrap();
-    fs::write(dir.join("lib/libonnxruntime.so.1"), b"runtime").unwrap();
-    let files = ["model/model.onnx", "lib/libonnxruntime.so.1"]
-        .into_iter()
-        .map(|f| (f.to_string(), sha256_hex(&fs::read(dir.join(f)).unwrap())))
-        .collect::<BTreeMap<_, _>>();
-    let manifest = manifest(package_id, files);
-    fs::write(
-        dir.join(MANIFEST_FILE),
-        serde_json::to_string_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
-    manifest
-}
-
-fn manifest(package_id: &str, files: BTreeMap<String, String>) -> PackageManifest {
-    let model = PackagedModel {
-        arch: "lcnet_050".into(),
-        role: Role::Small,
-        class_names: vec!["a".into(), "b".into()],
-        input_size: 32,
-        preprocess: PreprocessSpec::for_input(32, [0.5; 3], [0.5; 3]),
-        onnx: "model/model.onnx".into(),
-        opset: 17,
-        input_name: "input".into(),
-        output_name: "logits".into(),
-        checkpoint_sha256: "00".repeat(32),
-    };
-    PackageManifest {
-        format_version: PACKAGE_FORMAT_VERSION,
-        package_id: package_id.into(),
-        target: Target::CpuX86_64,
-        model,
-        runtime: PackagedRuntime {
-            version: "1.22.0".into(),
-            library: "lib/libonnxruntime.so.1".into(),
-        },
-        license: LicenseRequirement { required: true },
-        created: "2026-01-01T00:00:00Z".into(),
-        files,
+/// The package of a model named `name` whose ONNX file holds `model` (the
+/// license checks never parse it), written by the exporter's writer with
+/// the SDK's layout and unpacked under `dir`. Its runtime library and SDK
+/// programs are placeholders: nothing here loads them.
+pub fn write_package_of(dir: &Path, name: &str, model: &[u8]) -> (PathBuf, PackageManifest) {
+    let placeholders = dir.join("placeholders");
+    fs::create_dir_all(&placeholders).unwrap();
+    for file in ["libonnxruntime.so.1.32.0", "infer", "libsemiclass_sdk.so"] {
+        fs::write(placeholders.join(file), b"placeholder").unwrap();
     }
+    let classes = vec!["a".to_string(), "b".to_string()];
+    let preprocess = PreprocessSpec::for_input(32, [0.5; 3], [0.5; 3]);
+    let meta = CheckpointMeta::untrained(name, classes, 32, preprocess, "test");
+    let request = PackageRequest {
+        target: Target::CpuX86_64,
+        out_dir: &dir.join("zips"),
+        runtime_dir: Some(&placeholders),
+        sdk: Some(&SdkBuild::shipping(&placeholders)),
+        replace: true,
+    };
+    let built = write_package(&OnnxModel::prebuilt(model.to_vec(), meta), &request)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unpacked = dir.join(&built.manifest.package_id);
+    semiclass_package::unpack(&built.path, &unpacked).unwrap();
+    (unpacked, built.manifest)
 }

@@ -11,10 +11,10 @@ use crate::common::{NOW, Vendor, machine};
 #[test]
 fn concurrent_activations_never_exceed_the_limit() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 3, None);
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 3, None);
     let requests: Vec<ActivationRequest> = (0..12)
-        .map(|i| ActivationRequest::new(serial, "pkg-a", &machine(&format!("m{i}"), "eth"), NOW))
+        .map(|i| ActivationRequest::new(serial, &pkg_a.id, &machine(&format!("m{i}"), "eth"), NOW))
         .collect();
     let results: Vec<Result<String, IssuerError>> = thread::scope(|scope| {
         let handles: Vec<_> = requests
@@ -35,11 +35,11 @@ fn concurrent_activations_never_exceed_the_limit() {
 #[test]
 fn concurrent_re_activations_of_one_machine_take_one_slot() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 2, None);
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 2, None);
     let laptop = machine("laptop", "eth");
     let requests: Vec<ActivationRequest> = (0..8)
-        .map(|_| ActivationRequest::new(serial, "pkg-a", &laptop, NOW))
+        .map(|_| ActivationRequest::new(serial, &pkg_a.id, &laptop, NOW))
         .collect();
     thread::scope(|scope| {
         for request in &requests {

@@ -13,8 +13,8 @@ fn an_activated_machine_may_run_the_package() {
     );
     let verified = a.verify(&a.laptop, NOW + DAY).unwrap();
     assert_eq!(verified.model, b"model a");
-    assert_eq!(verified.manifest.package_id, "pkg-a");
-    assert_eq!(verified.license.package_id, "pkg-a");
+    assert_eq!(verified.manifest.package_id, a.id);
+    assert_eq!(verified.license.package_id, a.id);
 }
 
 #[test]
@@ -34,18 +34,18 @@ fn a_changed_nic_still_passes() {
 #[test]
 fn re_activating_the_same_machine_takes_no_new_slot() {
     let vendor = Vendor::new();
-    vendor.package("pkg-a", b"model a");
-    let serial = vendor.mint("pkg-a", 1, None);
-    vendor.activate("pkg-a", serial, &machine("laptop", "eth"), NOW);
-    vendor.activate("pkg-a", serial, &machine("laptop", "eth"), NOW + DAY);
+    let pkg_a = vendor.package("pkg-a", b"model a");
+    let serial = vendor.mint(&pkg_a.id, 1, None);
+    vendor.activate(&pkg_a.id, serial, &machine("laptop", "eth"), NOW);
+    vendor.activate(&pkg_a.id, serial, &machine("laptop", "eth"), NOW + DAY);
     // A new NIC is still the same machine: no new slot either.
     vendor.activate(
-        "pkg-a",
+        &pkg_a.id,
         serial,
         &machine("laptop", "usb-nic"),
         NOW + 2 * DAY,
     );
-    let records = vendor.db().list(Some("pkg-a")).unwrap();
+    let records = vendor.db().list(Some(&pkg_a.id)).unwrap();
     assert_eq!((records[0].activations, records[0].max_activations), (1, 1));
 }
 

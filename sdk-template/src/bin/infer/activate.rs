@@ -17,9 +17,14 @@ pub struct Args {
     /// Write an activation request file to send to the vendor.
     #[arg(long, requires = "serial", conflicts_with = "server")]
     offline: bool,
-    /// Activate online against the vendor's server.
+    /// Activate online against the vendor's server (https://..., or
+    /// http:// on this machine).
     #[arg(long, requires = "serial")]
     server: Option<String>,
+    /// Allow --server http:// to another machine: the serial then crosses
+    /// the network in clear text.
+    #[arg(long, requires = "server")]
+    insecure: bool,
     /// Install the license file the vendor sent back.
     #[arg(long)]
     license: Option<PathBuf>,
@@ -30,6 +35,9 @@ pub fn run(package: &Package, activation: &ActivationDir, args: Args) -> Result<
         (_, Some(license)) => install(activation, &license),
         (Some(serial), None) if args.server.is_some() => {
             let server = args.server.as_deref().unwrap_or_default();
+            if let Some(warning) = check_transport(server, args.insecure)? {
+                eprintln!("warning: {warning}");
+            }
             online(package, activation, &serial, server)
         }
         (Some(serial), None) if args.offline => request(package, activation, &serial),
@@ -55,6 +63,36 @@ fn request(package: &Package, activation: &ActivationDir, serial: &str) -> Resul
     println!("then install the license file you get back with:");
     println!("  infer activate --license FILE");
     Ok(())
+}
+
+/// Whether the serial may be sent to `server`: over HTTPS, or over plain
+/// HTTP to this machine; to another machine only with `--insecure`, and
+/// then with a warning (returned).
+fn check_transport(server: &str, insecure: bool) -> Result<Option<String>> {
+    let lower = server.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(None);
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        bail!("{server}: not an http:// or https:// URL");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let clear = format!("{server}: plain HTTP sends your serial in clear text");
+    match (loopback, insecure) {
+        (true, _) => Ok(None),
+        (false, true) => Ok(Some(format!("{clear} (--insecure given)"))),
+        (false, false) => bail!(
+            "{clear}; use the server's https:// URL, or pass --insecure on a network you trust"
+        ),
+    }
 }
 
 /// The same request as `--offline`, sent to `server`'s `/v1/activate`,
@@ -134,4 +172,30 @@ fn print_installed(activation: &ActivationDir, payload: &semiclass_licensing::Li
         payload.serial,
         activation.license_path().display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_transport;
+
+    #[test]
+    fn the_serial_goes_in_clear_text_only_to_this_machine_or_when_allowed() {
+        for fine in [
+            "https://licenses.example.com",
+            "http://127.0.0.1:8080",
+            "HTTP://localhost/",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(check_transport(fine, false).unwrap(), None, "{fine}");
+        }
+        let err = check_transport("http://licenses.example.com", false).unwrap_err();
+        assert!(
+            err.to_string().contains("clear text") && err.to_string().contains("--insecure"),
+            "{err}"
+        );
+        let warning = check_transport("http://10.0.0.5:8080", true).unwrap();
+        assert!(warning.unwrap().contains("clear text"));
+        assert!(check_transport("ftp://example.com", true).is_err());
+        assert!(check_transport("http://localhost.evil.com", false).is_err());
+    }
 }

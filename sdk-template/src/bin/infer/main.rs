@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn a_cause_already_shown_is_not_repeated() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let err = semiclass_licensing::CheckError::Io {
+        let err = semiclass_package::PackageError::Io {
             path: "/p/manifest.json".into(),
             source: io,
         };
