@@ -5,6 +5,7 @@
 
 pub mod activate;
 pub mod app;
+pub mod decoding;
 pub mod engine;
 pub mod error;
 pub mod limits;

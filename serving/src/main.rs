@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use semiclass_licensing::unix_now;
 use semiclass_manifest::checkpoint::rfc3339_utc;
-use semiclass_serve::serve::{check_listen, serve, stop_signal};
+use semiclass_serve::serve::{
+    check_listen, connection_cap, raise_open_file_limit, serve, stop_signal,
+};
 use semiclass_serve::tokens::{TokenSet, TokenStore};
 use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
 
@@ -96,6 +98,22 @@ struct ServeArgs {
     /// Largest image in pixels, checked from the header (413 beyond).
     #[arg(long, default_value_t = Limits::default().max_pixels)]
     max_pixels: u64,
+    /// Largest sum of the pixels of one request's images (413 beyond).
+    #[arg(long, default_value_t = Limits::default().max_request_pixels)]
+    max_request_pixels: u64,
+    /// Longest a request body may take to arrive, in milliseconds (408 after).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
+    /// Connections open at once (kept below the open-file limit).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Longest a client may take to send a request head, and an idle
+    /// keep-alive connection may stay open, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Images decoded at once over all requests (default: the CPUs).
+    #[arg(long)]
+    decode_threads: Option<usize>,
     /// Most images per request.
     #[arg(long, default_value_t = Limits::default().max_images)]
     max_images: usize,
@@ -170,6 +188,7 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
             tokens.display()
         );
     }
+    let open_files = raise_open_file_limit();
     let config = serve_config(&args, tokens);
     let state = Arc::new(AppState::load(&config)?);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -186,6 +205,10 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
                 m.class_names.len()
             );
         }
+        tracing::info!(
+            "at most {} connections (open-file limit {open_files})",
+            connection_cap(config.limits.max_connections)
+        );
         tracing::info!("listening on http://{}", listener.local_addr()?);
         serve(listener, state, stop_signal()).await?;
         Ok(())
@@ -210,6 +233,10 @@ fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
             max_queue: args.queue,
             queue_timeout: Duration::from_millis(args.queue_timeout_ms),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_request_pixels: args.max_request_pixels,
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
         },
         batch: BatchSettings {
             max_batch: args.max_batch.max(1),
@@ -217,6 +244,7 @@ fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
             sessions,
             threads: args.threads.unwrap_or((cpus / sessions).max(1)),
         },
+        decode_threads: args.decode_threads.unwrap_or(cpus).max(1),
         issuer: args.issuer_db.clone().zip(args.issuer_key.clone()),
     }
 }
