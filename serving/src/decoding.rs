@@ -43,19 +43,30 @@ impl Drop for Wanted {
 }
 
 /// Counts an image from the moment it asks for a permit until its decode
-/// ended or was given up.
-struct Pending(Arc<Metrics>);
+/// ended or was given up; one dropped before its decode ran to an end (the
+/// client left while it waited for a permit, or while it decoded) counts
+/// as stopped.
+struct Pending {
+    metrics: Arc<Metrics>,
+    ran: bool,
+}
 
 impl Pending {
     fn new(metrics: &Arc<Metrics>) -> Pending {
         metrics.decoding.fetch_add(1, Ordering::Relaxed);
-        Pending(metrics.clone())
+        Pending {
+            metrics: metrics.clone(),
+            ran: false,
+        }
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.decoding.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.decoding.fetch_sub(1, Ordering::Relaxed);
+        if !self.ran {
+            self.metrics.decodes_stopped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -86,13 +97,10 @@ impl DecodePool {
             .acquire_owned()
             .await
             .map_err(|_| DecodeError::Stopped)?;
-        let metrics = self.metrics.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let _held = (permit, pending);
+            let (_permit, mut pending) = (permit, pending);
             let result = preprocess_bytes_until(&bytes, limits, &spec, &stop);
-            if matches!(result, Err(DecodeError::Stopped)) {
-                metrics.decodes_stopped.fetch_add(1, Ordering::Relaxed);
-            }
+            pending.ran = !matches!(result, Err(DecodeError::Stopped));
             result
         });
         // A blocking task cannot be cancelled; only `stop` ends it early.
@@ -138,6 +146,7 @@ mod tests {
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
         assert_eq!(metrics.decoding.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.decodes_stopped.load(Ordering::Relaxed), 1);
         drop(held);
         let wanted = Wanted::default();
         let tensor = pool
@@ -146,6 +155,7 @@ mod tests {
             .unwrap();
         assert_eq!(tensor.shape, [3, 8, 8]);
         assert_eq!(metrics.decoding.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.decodes_stopped.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

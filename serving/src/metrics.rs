@@ -50,7 +50,8 @@ pub struct Metrics {
     pub queued: AtomicI64,
     /// Images decoding or waiting for a decode permit.
     pub decoding: AtomicI64,
-    /// Decodes given up because their request was gone.
+    /// Images given up because their request was gone: stopped while
+    /// decoding, or never started.
     pub decodes_stopped: AtomicU64,
 }
 
@@ -107,7 +108,7 @@ impl Metrics {
         let name = "semiclass_decodes_stopped_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Decodes given up because their request was gone.\n# TYPE {name} counter\n{name} {}",
+            "# HELP {name} Images whose decode was stopped or never started because their request was gone.\n# TYPE {name} counter\n{name} {}",
             self.decodes_stopped.load(Ordering::Relaxed)
         );
         render_batches(&mut out, models);
