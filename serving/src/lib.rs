@@ -5,6 +5,7 @@
 
 pub mod activate;
 pub mod app;
+pub mod batch_size;
 pub mod decoding;
 pub mod engine;
 pub mod error;
@@ -15,6 +16,7 @@ mod page;
 pub mod predict;
 pub mod serve;
 pub mod state;
+pub mod threads;
 pub mod tokens;
 
 pub use app::app;

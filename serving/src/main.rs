@@ -15,6 +15,7 @@ use semiclass_manifest::checkpoint::rfc3339_utc;
 use semiclass_serve::serve::{
     check_listen, connection_cap, raise_open_file_limit, serve, stop_signal,
 };
+use semiclass_serve::threads::{SPARE_BLOCKING_THREADS, ThreadBudget};
 use semiclass_serve::tokens::{TokenSet, TokenStore};
 use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
 
@@ -66,10 +67,12 @@ struct ServeArgs {
     /// ONNX Runtime library (default: ORT_DYLIB_PATH, else the package's own).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
-    /// Most images per inference batch.
+    /// Most images per inference batch; below it the server keeps to the
+    /// batch size that has been cheapest per image.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
-    /// Longest a batch waits for more images, in milliseconds.
+    /// Longest a batch waits for more images, in milliseconds (only while
+    /// bigger batches pay).
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
     /// ONNX Runtime sessions per model (default: 2, or 1 on one CPU): small
@@ -80,6 +83,10 @@ struct ServeArgs {
     /// Intra-op threads per session (default: the CPUs divided by --sessions).
     #[arg(long)]
     threads: Option<usize>,
+    /// Async runtime workers (HTTP, auth, JSON; default: a quarter of the
+    /// CPUs, at least 1).
+    #[arg(long)]
+    async_threads: Option<usize>,
     /// Prediction requests running at once.
     #[arg(long, default_value_t = Limits::default().max_concurrent)]
     max_concurrent: usize,
@@ -111,7 +118,8 @@ struct ServeArgs {
     /// keep-alive connection may stay open, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     header_timeout_ms: u64,
-    /// Images decoded at once over all requests (default: the CPUs).
+    /// Images decoded at once over all requests (default: half the CPUs,
+    /// at least 1).
     #[arg(long)]
     decode_threads: Option<usize>,
     /// Most images per request.
@@ -189,9 +197,17 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
         );
     }
     let open_files = raise_open_file_limit();
-    let config = serve_config(&args, tokens);
+    let budget = ThreadBudget::here();
+    let config = serve_config(&args, tokens, &budget);
     let state = Arc::new(AppState::load(&config)?);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.async_threads.unwrap_or(budget.async_workers).max(1))
+        // The decodes hold permits (at most decode_threads at once); the
+        // pool is bounded too, so nothing else piles threads up.
+        .max_blocking_threads(config.decode_threads + SPARE_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -215,9 +231,8 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
     })
 }
 
-fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sessions = args.sessions.unwrap_or(cpus.min(2)).max(1);
+fn serve_config(args: &ServeArgs, tokens: PathBuf, budget: &ThreadBudget) -> ServeConfig {
+    let sessions = args.sessions.unwrap_or(budget.sessions).max(1);
     ServeConfig {
         packages: args.packages.clone(),
         tokens,
@@ -242,9 +257,9 @@ fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
             max_batch: args.max_batch.max(1),
             max_wait: Duration::from_millis(args.max_wait_ms),
             sessions,
-            threads: args.threads.unwrap_or((cpus / sessions).max(1)),
+            threads: args.threads.unwrap_or((budget.cores / sessions).max(1)),
         },
-        decode_threads: args.decode_threads.unwrap_or(cpus).max(1),
+        decode_threads: args.decode_threads.unwrap_or(budget.decode_threads).max(1),
         issuer: args.issuer_db.clone().zip(args.issuer_key.clone()),
     }
 }
