@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Serving throughput: lcnet_100 at 224 px on CPU, a tight loop calling ONNX
-# Runtime directly and semiclass-serve at concurrency 1, 4, 16 and 64, side by
-# side in one run with the same ONNX Runtime threads; then 4x the concurrency
-# cap, which must answer only 200/429/503. Run through `make bench` (which
-# sets up the venv and ORT_DYLIB_PATH), or alone after `source`-ing the same.
+# Serving throughput and latency: lcnet_100 at 224 px on CPU, the same work (a
+# JPEG decoded, preprocessed, classified, top 5) side by side in one run at
+# concurrency 1, 4, 16 and 64, with the same ONNX Runtime threads on every side:
+# (a) a Rust loop linking the crates (no HTTP), (b) the FastAPI + uvicorn server
+# a Python user would write (bench/python_server.py, in a bench-only venv made
+# here with pip if absent: .venv-bench, git-ignored), (c) semiclass-serve; then
+# semiclass-serve at 4x its concurrency cap, which must answer only 200/429/503.
+# Run through `make bench` (which sets up the venv and ORT_DYLIB_PATH), or alone
+# after `source`-ing the same.
 # SECONDS_PER=N measures each setting for N seconds (default 6), ROUNDS=N
-# times alternately (default 3; the best round of each is reported).
+# times alternately (default 3; the best round of each is reported);
+# PY_WORKERS=1,2 the uvicorn workers tried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=target/bench-serve
@@ -37,6 +42,13 @@ y, x = np.mgrid[0:240, 0:320]
 rgb = np.stack([x * 0.8, y * 1.0, (x + y) * 0.4], -1) + rng.normal(0, 12, (240, 320, 3))
 Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(sys.argv[1], quality=90)
 PY
+# Side (b)'s interpreter: a venv of its own, never the project's.
+PY_VENV=.venv-bench
+if [ ! -x "$PY_VENV/bin/uvicorn" ]; then
+    python3 -m venv "$PY_VENV"
+    "$PY_VENV/bin/pip" install -q fastapi "uvicorn[standard]" pillow numpy onnxruntime==1.32.0
+fi
 target/release/examples/serve_bench --onnx "$WORK/lcnet_100.onnx" --image "$WORK/photo.jpg" \
     --server target/release/semiclass-serve --work "$WORK" --threads "$THREADS" --sessions "${SESSIONS:-$THREADS}" \
+    --python "$PY_VENV/bin/python" --python-workers "${PY_WORKERS:-1,2}" \
     --seconds "${SECONDS_PER:-6}" --rounds "${ROUNDS:-3}"

@@ -1,8 +1,11 @@
 //! Bytes -> upright 8-bit RGB, refusing decompression bombs before decoding.
 
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::stop::StoppableInput;
 
 /// Default pixel budget: 100 megapixels (a 10000 x 10000 image). Larger
 /// headers are refused before any pixel is decoded.
@@ -37,6 +40,10 @@ pub enum DecodeError {
         megapixels: f64,
         limit_mp: f64,
     },
+    #[error("the image has no pixels ({width}x{height}); the file is damaged or not a picture")]
+    Empty { width: u32, height: u32 },
+    #[error("decoding was stopped: nobody waits for the image any more")]
+    Stopped,
     #[error("{0}")]
     Image(#[from] image::ImageError),
     #[error("{0}")]
@@ -54,20 +61,50 @@ pub struct DecodedImage {
 /// Reads only the header and returns `(width, height)` as stored in the file
 /// (before EXIF rotation).
 pub fn read_dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
-    Ok(reader(bytes)?.into_dimensions()?)
+    Ok(reader(Cursor::new(bytes))?.into_dimensions()?)
 }
 
 /// Decodes any supported file into upright 8-bit RGB.
 ///
 /// The header is checked against `limits` first, so a small file that
-/// declares a gigapixel image costs nothing. EXIF orientation is applied.
+/// declares a gigapixel image costs nothing, and a header declaring no
+/// pixels at all is refused ([`DecodeError::Empty`]): every consumer (the
+/// server, the SDK, `check`, evaluation) gets the same error instead of a
+/// zero-sized image that no transform can crop. EXIF orientation is applied.
 /// Grey, palette, 16-bit and CMYK inputs are converted to RGB; an alpha
 /// channel is dropped, as PIL's `convert("RGB")` does, so Python baselines
 /// see the same pixels.
 pub fn decode_rgb(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    decode_rgb_until(bytes, limits, &AtomicBool::new(false))
+}
+
+/// [`decode_rgb`] that gives up with [`DecodeError::Stopped`] soon after
+/// `stop` is set (by another thread: the server's request whose client is
+/// gone), instead of finishing an image nobody will use.
+pub fn decode_rgb_until(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    stop: &AtomicBool,
+) -> Result<DecodedImage, DecodeError> {
     let (width, height) = read_dimensions(bytes)?;
     check_pixels(width, height, limits)?;
-    let mut decoder = reader(bytes)?.into_decoder()?;
+    let stopped = || stop.load(Ordering::Relaxed);
+    let decoded = decode_checked(StoppableInput::new(bytes, stop), width, height, &stopped);
+    match decoded {
+        // The decoder saw the failed read as a damaged file.
+        Err(_) if stopped() => Err(DecodeError::Stopped),
+        other => other,
+    }
+}
+
+/// The decode itself, once the header's `width` x `height` passed the checks.
+fn decode_checked(
+    input: impl BufRead + Seek,
+    width: u32,
+    height: u32,
+    stopped: &dyn Fn() -> bool,
+) -> Result<DecodedImage, DecodeError> {
+    let mut decoder = reader(input)?.into_decoder()?;
     let orientation = decoder.orientation()?;
     let mut io_limits = image::Limits::default();
     io_limits.max_image_width = Some(width);
@@ -75,6 +112,16 @@ pub fn decode_rgb(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, De
     decoder.set_limits(io_limits)?;
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
+    // The frame may differ from the header (GIF frames have their own size).
+    if image.width() == 0 || image.height() == 0 {
+        return Err(DecodeError::Empty {
+            width: image.width(),
+            height: image.height(),
+        });
+    }
+    if stopped() {
+        return Err(DecodeError::Stopped);
+    }
     let source_color = image.color();
     let rgb = match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -83,8 +130,8 @@ pub fn decode_rgb(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, De
     Ok(DecodedImage { rgb, source_color })
 }
 
-fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, DecodeError> {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+fn reader<R: BufRead + Seek>(input: R) -> Result<ImageReader<R>, DecodeError> {
+    let reader = ImageReader::new(input).with_guessed_format()?;
     if reader.format().is_none() {
         return Err(DecodeError::UnknownFormat);
     }
@@ -92,6 +139,9 @@ fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, DecodeError> {
 }
 
 fn check_pixels(width: u32, height: u32, limits: DecodeLimits) -> Result<(), DecodeError> {
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Empty { width, height });
+    }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(DecodeError::TooManyPixels {
@@ -154,6 +204,23 @@ mod tests {
     fn garbage_is_an_unknown_format() {
         let err = decode_rgb(b"definitely not an image", DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, DecodeError::UnknownFormat), "{err}");
+    }
+
+    #[test]
+    fn an_image_without_pixels_is_an_error_not_an_empty_image() {
+        // A 0x0 GIF (logical screen and frame): the header declares no pixels.
+        let err = decode_rgb(&fixture("zero.gif"), DecodeLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Empty {
+                    width: 0,
+                    height: 0
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no pixels (0x0)"), "{err}");
     }
 
     #[test]

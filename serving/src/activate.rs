@@ -2,11 +2,15 @@
 //! activation request (the same JSON as the offline request file); the
 //! answer is the license file's text. The issuer library enforces the
 //! serial's rules (unknown, revoked, another package, expired, activation
-//! limit); this route adds a small body limit and the server's concurrency
-//! cap. Its callers are buyers of the SDK holding a serial, not holders of
-//! an API token, so the serial is the credential here.
+//! limit); this route adds a small body limit, a body that must arrive
+//! within the body timeout *before* the request queues, and a cap of its
+//! own. Its callers are buyers of the SDK holding a serial, not holders of
+//! an API token, so anyone may call it: a client that sends headers and
+//! then trickles (or never sends) the body holds a connection for at most
+//! the body timeout and never a slot, of this cap or of the predictions'.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -16,11 +20,21 @@ use semiclass_licensing::{ActivationRequest, unix_now};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::limits::Cap;
 use crate::predict::read_body;
 use crate::state::AppState;
 
 /// Activation requests are a few hundred bytes.
 pub const MAX_ACTIVATION_BYTES: usize = 64 << 10;
+
+/// Activations at once and waiting: a grant is a SQLite transaction and a
+/// signature (milliseconds), and buyers activate once per machine, so a
+/// few slots serve any honest load.
+pub const ACTIVATION_CAP: Cap = Cap {
+    max_concurrent: 2,
+    max_queue: 16,
+    queue_timeout: Duration::from_secs(2),
+};
 
 /// A granted activation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +66,13 @@ pub async fn activate(
             accepted: "application/json".into(),
         });
     }
-    let (_, body) = read_body(request, MAX_ACTIVATION_BYTES).await?;
+    let limit = state.limits.body_timeout;
+    let (_, body) = tokio::time::timeout(limit, read_body(request, MAX_ACTIVATION_BYTES))
+        .await
+        .map_err(|_| ApiError::BodyTimeout {
+            limit_ms: limit.as_millis() as u64,
+        })??;
+    let _slot = state.activation.enter().await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the activation request is not UTF-8".into()))?;
     let request = ActivationRequest::from_json(text)

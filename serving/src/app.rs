@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,20 +40,22 @@ pub const ROUTES: [(Method, &str, bool); 10] = [
 /// The server.
 pub fn app(state: Arc<AppState>) -> Router {
     let predict = post(predict).route_layer(middleware::from_fn_with_state(state.clone(), admit));
+    // Each guarded path has its own 405 fallback, which the token check
+    // wraps like the handlers: a wrong method (OPTIONS, PUT) on a guarded
+    // path is asked for a token before it learns that the path exists.
     let api = Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}/predict", predict)
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/v1/models", get(list_models).fallback(wrong_method))
+        .route("/v1/models/{id}/predict", predict.fallback(wrong_method))
+        .route("/metrics", get(metrics).fallback(wrong_method))
+        .route("/openapi.json", get(openapi).fallback(wrong_method))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let mut public = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(page::routes());
     if state.issuer.is_some() {
-        let activate =
-            post(activate).route_layer(middleware::from_fn_with_state(state.clone(), admit));
-        public = public.route("/v1/activate", activate);
+        // Its own cap, taken inside the handler once the body has arrived.
+        public = public.route("/v1/activate", post(activate));
     }
     let body_limit = state.limits.max_body_bytes.max(MAX_ACTIVATION_BYTES);
     public
@@ -111,14 +113,52 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_string();
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.record(&route, status, took);
-    tracing::info!(target: "access", "{method} {path} {status} {:.1}ms", took.as_secs_f64() * 1e3);
+    let mut entry = AccessEntry {
+        state,
+        route,
+        method: request.method().clone(),
+        path: request.uri().path().to_string(),
+        started: Instant::now(),
+        status: CLIENT_GONE,
+    };
+    let mut response = next.run(request).await;
+    entry.status = response.status().as_u16();
+    // No browser may read an answer as anything but its declared type.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
+}
+
+/// The status logged for a request whose client hung up before the answer
+/// (nginx's convention): it still shows in the log and the counters.
+const CLIENT_GONE: u16 = 499;
+
+/// One line of the access log, written when the request ends: answered, or
+/// dropped because its client is gone.
+struct AccessEntry {
+    state: Arc<AppState>,
+    route: String,
+    method: Method,
+    path: String,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for AccessEntry {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        let (method, path, status) = (&self.method, &self.path, self.status);
+        self.state.metrics.record(&self.route, status, took);
+        let gone = if status == CLIENT_GONE {
+            " (the client hung up)"
+        } else {
+            ""
+        };
+        let ms = took.as_secs_f64() * 1e3;
+        tracing::info!(target: "access", "{method} {path} {status} {ms:.1}ms{gone}");
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -198,8 +238,6 @@ async fn wrong_method(request: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
 
     #[test]

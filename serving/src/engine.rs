@@ -1,11 +1,13 @@
 //! Inference: per model, a small pool of ONNX Runtime sessions fed by a
 //! dynamic micro-batcher. Requests queue single images; an idle worker
-//! takes what is queued (up to `max_batch`) and runs them as one batch
-//! while the next worker collects the next batch. It waits for more (at
-//! most `max_wait`) only while images are announced, i.e. being decoded
-//! and about to be queued, so a lone request never waits for company that
-//! is not coming, and under load batches fill up: throughput grows with
-//! concurrency.
+//! takes what is queued (up to the batch size that has been cheapest per
+//! image so far, at most `max_batch`: see [`crate::batch_size`]) and runs
+//! them as one batch while the next worker collects the next batch. It
+//! waits for more (at most `max_wait`) only while the batch may grow and
+//! images are announced, i.e. being decoded and about to be queued, so a
+//! lone request never waits for company that is not coming, a model that
+//! batching does not speed up never waits, and under load batches fill up
+//! where they pay.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +22,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokio::sync::oneshot;
 
+use crate::batch_size::BatchSizer;
 use crate::metrics::BatchStats;
 
 /// How batches are formed and run.
@@ -185,10 +188,12 @@ impl Batcher {
         let (queue, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let incoming = Arc::new(AtomicUsize::new(0));
+        let sizer = Arc::new(Mutex::new(BatchSizer::new(settings.max_batch)));
         for (i, backend) in backends.into_iter().enumerate() {
             let collector = Collector {
                 rx: rx.clone(),
                 incoming: incoming.clone(),
+                sizer: sizer.clone(),
                 settings,
             };
             let stats = stats.clone();
@@ -238,6 +243,8 @@ impl Batcher {
 struct Collector {
     rx: Arc<Mutex<Receiver<Job>>>,
     incoming: Arc<AtomicUsize>,
+    /// Shared by the model's workers: what their batches cost.
+    sizer: Arc<Mutex<BatchSizer>>,
     settings: BatchSettings,
 }
 
@@ -260,7 +267,10 @@ fn worker(
         // A caller that gave up (timeout, disconnect) needs no answer.
         let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
         if !jobs.is_empty() {
-            run_batch(backend.as_mut(), jobs, classes, stats);
+            let images = jobs.len();
+            let took = run_batch(backend.as_mut(), jobs, classes, stats);
+            let mut sizer = collector.sizer.lock().unwrap_or_else(|e| e.into_inner());
+            sizer.record(images, took);
         }
     }
 }
@@ -269,19 +279,24 @@ fn worker(
 const POLL: Duration = Duration::from_micros(250);
 
 impl Collector {
-    /// The next batch: one job (blocking), everything already queued, then
-    /// announced images arriving within `max_wait`. `None` once the queue
-    /// is closed.
+    /// The next batch: one job (blocking), what is already queued, then
+    /// announced images arriving within `max_wait`, up to the sizer's
+    /// limit. `None` once the queue is closed.
     fn collect(&self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
         let mut jobs = vec![rx.recv().ok()?];
+        let limit = self.sizer.lock().unwrap_or_else(|e| e.into_inner()).limit();
         let deadline = Instant::now() + self.settings.max_wait;
-        while jobs.len() < self.settings.max_batch {
+        while jobs.len() < limit.most {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() || self.incoming.load(Ordering::Acquire) == 0 {
+                    let worth_waiting = jobs.len() < limit.wait_for;
+                    if !worth_waiting
+                        || left.is_zero()
+                        || self.incoming.load(Ordering::Acquire) == 0
+                    {
                         break;
                     }
                     match rx.recv_timeout(left.min(POLL)) {
@@ -296,7 +311,13 @@ impl Collector {
     }
 }
 
-fn run_batch(backend: &mut dyn Backend, jobs: Vec<Job>, classes: usize, stats: &BatchStats) {
+/// Runs `jobs` as one batch and answers each; returns how long it ran.
+fn run_batch(
+    backend: &mut dyn Backend,
+    jobs: Vec<Job>,
+    classes: usize,
+    stats: &BatchStats,
+) -> Duration {
     let n = jobs.len();
     let mut input = Vec::with_capacity(n * jobs[0].input.len());
     for job in &jobs {
@@ -304,7 +325,8 @@ fn run_batch(backend: &mut dyn Backend, jobs: Vec<Job>, classes: usize, stats: &
     }
     let started = Instant::now();
     let result = backend.run(input, n);
-    stats.record(n, started.elapsed());
+    let took = started.elapsed();
+    stats.record(n, took);
     match result {
         Ok(logits) if logits.len() == n * classes => {
             for (job, row) in jobs.into_iter().zip(logits.chunks(classes)) {
@@ -325,6 +347,7 @@ fn run_batch(backend: &mut dyn Backend, jobs: Vec<Job>, classes: usize, stats: &
                 .for_each(|job| drop(job.reply.send(Err(err.clone()))));
         }
     }
+    took
 }
 
 #[cfg(test)]
@@ -394,6 +417,56 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 10);
         assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
         assert!(sizes.len() < 10, "no batching happened: {sizes:?}");
+    }
+
+    /// Costs 5 ms an image alone, and per image as many times more as the
+    /// batch holds: a small model on a CPU, exaggerated so that sleeping
+    /// longer than asked on a busy machine does not hide it.
+    struct CpuLike(Arc<Mutex<Vec<usize>>>);
+
+    impl Backend for CpuLike {
+        fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String> {
+            let per_image = 5.0 * batch as f64;
+            thread::sleep(Duration::from_secs_f64(per_image * batch as f64 / 1e3));
+            self.0.lock().unwrap().push(batch);
+            Ok(input.iter().map(|&x| x * 2.0).collect())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn where_batches_cost_more_per_image_images_run_one_by_one_without_waiting() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let settings = BatchSettings {
+            max_batch: 8,
+            max_wait: Duration::from_millis(300),
+            sessions: 1,
+            threads: 1,
+        };
+        let stats = Arc::new(BatchStats::default());
+        let backend = Box::new(CpuLike(sizes.clone())) as Box<dyn Backend>;
+        let batcher = Batcher::start(vec![backend], settings, 1, stats);
+        // More images queued at once than a batch could take.
+        let answers: Vec<_> = (0..60)
+            .map(|i| batcher.submit(vec![i as f32]).unwrap())
+            .collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.await.unwrap().unwrap(), vec![2.0 * i as f32]);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        // Pairs tried and found dearer per image: single images but for a
+        // retrial now and then.
+        let tail = &sizes[sizes.len() / 2..];
+        let batched = tail.iter().filter(|&&n| n > 1).count();
+        assert!(batched * 4 <= tail.len(), "{sizes:?}");
+        // Now images are announced (being decoded) all the time, as under
+        // load: a batch that would not be cheaper does not wait for them.
+        let _announced: Vec<_> = (0..8).map(|_| batcher.announce()).collect();
+        for i in 0..20 {
+            let started = Instant::now();
+            batcher.infer(vec![i as f32]).await.unwrap();
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(150), "waited {took:?}");
+        }
     }
 
     #[tokio::test]

@@ -31,10 +31,16 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the request body did not arrive within {limit_ms} ms")]
+    BodyTimeout { limit_ms: u64 },
     #[error("content type {found:?} is not accepted: {accepted}")]
     UnsupportedMediaType { found: String, accepted: String },
     #[error("image {index}: {source}")]
     TooManyPixels { index: usize, source: DecodeError },
+    #[error(
+        "the request's images declare {megapixels:.1} MP together, more than the limit of {limit_mp:.1} MP a request: send fewer or smaller images per request"
+    )]
+    RequestTooManyPixels { megapixels: f64, limit_mp: f64 },
     #[error("image {index}: cannot be read as an image: {source}")]
     BadImage { index: usize, source: DecodeError },
     #[error("the server is busy: retry later")]
@@ -59,10 +65,13 @@ impl ApiError {
             ApiError::UnknownModel { .. } => (S::NOT_FOUND, "unknown_model"),
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
             ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BodyTimeout { .. } => (S::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::UnsupportedMediaType { .. } => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::TooManyPixels { .. } => (S::PAYLOAD_TOO_LARGE, "too_many_pixels"),
+            ApiError::TooManyPixels { .. } | ApiError::RequestTooManyPixels { .. } => {
+                (S::PAYLOAD_TOO_LARGE, "too_many_pixels")
+            }
             ApiError::BadImage { .. } => (S::UNPROCESSABLE_ENTITY, "bad_image"),
             ApiError::Busy => (S::TOO_MANY_REQUESTS, "busy"),
             ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),

@@ -5,6 +5,8 @@
 
 pub mod activate;
 pub mod app;
+pub mod batch_size;
+pub mod decoding;
 pub mod engine;
 pub mod error;
 pub mod limits;
@@ -13,6 +15,7 @@ mod page;
 pub mod predict;
 pub mod serve;
 pub mod state;
+pub mod threads;
 pub mod tokens;
 
 pub use app::app;

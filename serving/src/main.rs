@@ -12,7 +12,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use semiclass_licensing::unix_now;
 use semiclass_manifest::checkpoint::rfc3339_utc;
-use semiclass_serve::serve::{check_listen, serve, stop_signal};
+use semiclass_serve::serve::{
+    check_listen, connection_cap, raise_open_file_limit, serve, stop_signal,
+};
+use semiclass_serve::threads::{SPARE_BLOCKING_THREADS, ThreadBudget};
 use semiclass_serve::tokens::{TokenSet, TokenStore};
 use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
 
@@ -64,10 +67,12 @@ struct ServeArgs {
     /// ONNX Runtime library (default: ORT_DYLIB_PATH, else the package's own).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
-    /// Most images per inference batch.
+    /// Most images per inference batch; below it the server keeps to the
+    /// batch size that has been cheapest per image.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
-    /// Longest a batch waits for more images, in milliseconds.
+    /// Longest a batch waits for more images, in milliseconds (only while
+    /// bigger batches pay).
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
     /// ONNX Runtime sessions per model (default: 2, or 1 on one CPU): small
@@ -78,6 +83,10 @@ struct ServeArgs {
     /// Intra-op threads per session (default: the CPUs divided by --sessions).
     #[arg(long)]
     threads: Option<usize>,
+    /// Async runtime workers (HTTP, auth, JSON; default: a quarter of the
+    /// CPUs, at least 1).
+    #[arg(long)]
+    async_threads: Option<usize>,
     /// Prediction requests running at once.
     #[arg(long, default_value_t = Limits::default().max_concurrent)]
     max_concurrent: usize,
@@ -96,6 +105,23 @@ struct ServeArgs {
     /// Largest image in pixels, checked from the header (413 beyond).
     #[arg(long, default_value_t = Limits::default().max_pixels)]
     max_pixels: u64,
+    /// Largest sum of the pixels of one request's images (413 beyond).
+    #[arg(long, default_value_t = Limits::default().max_request_pixels)]
+    max_request_pixels: u64,
+    /// Longest a request body may take to arrive, in milliseconds (408 after).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
+    /// Connections open at once (kept below the open-file limit).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Longest a client may take to send a request head, and an idle
+    /// keep-alive connection may stay open, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Images decoded at once over all requests (default: half the CPUs,
+    /// at least 1).
+    #[arg(long)]
+    decode_threads: Option<usize>,
     /// Most images per request.
     #[arg(long, default_value_t = Limits::default().max_images)]
     max_images: usize,
@@ -170,9 +196,18 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
             tokens.display()
         );
     }
-    let config = serve_config(&args, tokens);
+    let open_files = raise_open_file_limit();
+    let budget = ThreadBudget::here();
+    let config = serve_config(&args, tokens, &budget);
     let state = Arc::new(AppState::load(&config)?);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.async_threads.unwrap_or(budget.async_workers).max(1))
+        // The decodes hold permits (at most decode_threads at once); the
+        // pool is bounded too, so nothing else piles threads up.
+        .max_blocking_threads(config.decode_threads + SPARE_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -186,15 +221,18 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
                 m.class_names.len()
             );
         }
+        tracing::info!(
+            "at most {} connections (open-file limit {open_files})",
+            connection_cap(config.limits.max_connections)
+        );
         tracing::info!("listening on http://{}", listener.local_addr()?);
         serve(listener, state, stop_signal()).await?;
         Ok(())
     })
 }
 
-fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sessions = args.sessions.unwrap_or(cpus.min(2)).max(1);
+fn serve_config(args: &ServeArgs, tokens: PathBuf, budget: &ThreadBudget) -> ServeConfig {
+    let sessions = args.sessions.unwrap_or(budget.sessions).max(1);
     ServeConfig {
         packages: args.packages.clone(),
         tokens,
@@ -210,13 +248,18 @@ fn serve_config(args: &ServeArgs, tokens: PathBuf) -> ServeConfig {
             max_queue: args.queue,
             queue_timeout: Duration::from_millis(args.queue_timeout_ms),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_request_pixels: args.max_request_pixels,
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
         },
         batch: BatchSettings {
             max_batch: args.max_batch.max(1),
             max_wait: Duration::from_millis(args.max_wait_ms),
             sessions,
-            threads: args.threads.unwrap_or((cpus / sessions).max(1)),
+            threads: args.threads.unwrap_or((budget.cores / sessions).max(1)),
         },
+        decode_threads: args.decode_threads.unwrap_or(budget.decode_threads).max(1),
         issuer: args.issuer_db.clone().zip(args.issuer_key.clone()),
     }
 }

@@ -48,6 +48,11 @@ pub struct Metrics {
     pub in_flight: AtomicI64,
     /// Requests waiting for a slot.
     pub queued: AtomicI64,
+    /// Images decoding or waiting for a decode permit.
+    pub decoding: AtomicI64,
+    /// Images given up because their request was gone: stopped while
+    /// decoding, or never started.
+    pub decodes_stopped: AtomicU64,
 }
 
 impl Metrics {
@@ -93,6 +98,18 @@ impl Metrics {
             "semiclass_requests_queued",
             "Prediction requests waiting for a slot.",
             self.queued.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "semiclass_images_decoding",
+            "Images decoding or waiting for a decode permit.",
+            self.decoding.load(Ordering::Relaxed),
+        );
+        let name = "semiclass_decodes_stopped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Images whose decode was stopped or never started because their request was gone.\n# TYPE {name} counter\n{name} {}",
+            self.decodes_stopped.load(Ordering::Relaxed)
         );
         render_batches(&mut out, models);
         out

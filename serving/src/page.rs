@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -38,7 +38,6 @@ async fn asset(content_type: &'static str, body: &'static str) -> impl IntoRespo
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, CSP),
-            (HeaderName::from_static("x-content-type-options"), "nosniff"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,

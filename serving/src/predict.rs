@@ -14,11 +14,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
+use semiclass_preprocess::{DecodeLimits, read_dimensions};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
+use crate::decoding::Wanted;
 use crate::engine::Answer;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::state::{AppState, Model};
 
 /// Classes answered per image unless `topk` says otherwise.
@@ -86,10 +89,8 @@ pub async fn predict(
     let (images, body_topk) = read_images(request, &state).await?;
     let topk = check_topk(body_topk.or(query.topk), model.batcher.classes())?;
     let started = Instant::now();
-    let limits = DecodeLimits {
-        max_pixels: state.limits.max_pixels,
-    };
-    let pending = submit_all(&model, images, limits).await?;
+    check_request_pixels(&images, &state.limits).await?;
+    let pending = submit_all(&state, &model, images).await?;
     let mut predictions = Vec::with_capacity(pending.len());
     for (index, answer) in pending.into_iter().enumerate() {
         let logits = answer
@@ -106,36 +107,69 @@ pub async fn predict(
     }))
 }
 
-/// Preprocesses every image on the blocking pool (all at once) and queues
-/// each for inference as soon as its tensor is ready.
+/// Refuses a request whose images' headers declare more pixels together
+/// than the request budget, before any of them is decoded. A single image
+/// within the per-image limit needs no look (unless the budget is lower).
+async fn check_request_pixels(images: &[Bytes], limits: &Limits) -> Result<(), ApiError> {
+    if images.len() < 2 && limits.max_request_pixels >= limits.max_pixels {
+        return Ok(());
+    }
+    let images = images.to_vec();
+    // Reading a header can copy the whole file (JPEG): off the async workers.
+    let declared = tokio::task::spawn_blocking(move || {
+        images
+            .iter()
+            .filter_map(|bytes| read_dimensions(bytes).ok())
+            .map(|(w, h)| u64::from(w) * u64::from(h))
+            .sum::<u64>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("reading image headers: {e}")))?;
+    if declared > limits.max_request_pixels {
+        return Err(ApiError::RequestTooManyPixels {
+            megapixels: declared as f64 / 1e6,
+            limit_mp: limits.max_request_pixels as f64 / 1e6,
+        });
+    }
+    Ok(())
+}
+
+/// Preprocesses every image through the decode pool and queues each for
+/// inference as soon as its tensor is ready. Dropping this future (the
+/// client is gone, or the request timed out) stops the decodes it started.
 async fn submit_all(
+    state: &Arc<AppState>,
     model: &Arc<Model>,
     images: Vec<Bytes>,
-    limits: DecodeLimits,
 ) -> Result<Vec<Answer>, ApiError> {
     let spec = Arc::new(model.manifest.model.preprocess.clone());
-    let tasks: Vec<_> = images
-        .into_iter()
-        .map(|bytes| {
-            let spec = spec.clone();
-            let announcement = model.batcher.announce();
-            let task = tokio::task::spawn_blocking(move || preprocess_bytes(&bytes, limits, &spec));
-            (announcement, task)
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for (index, (_announcement, task)) in tasks.into_iter().enumerate() {
-        let tensor = task
-            .await
-            .map_err(|e| ApiError::Internal(format!("preprocessing: {e}")))?
-            .map_err(|e| ApiError::image(index, e))?;
+    let limits = DecodeLimits {
+        max_pixels: state.limits.max_pixels,
+    };
+    let wanted = Wanted::default();
+    let mut decodes = JoinSet::new();
+    let mut announcements = Vec::with_capacity(images.len());
+    for (index, bytes) in images.into_iter().enumerate() {
+        announcements.push(Some(model.batcher.announce()));
+        let (state, spec, stop) = (state.clone(), spec.clone(), wanted.stop_flag());
+        decodes.spawn(async move {
+            let tensor = state.decoder.preprocess(bytes, limits, spec, stop).await;
+            (index, tensor)
+        });
+    }
+    let mut answers: Vec<Option<Answer>> = (0..announcements.len()).map(|_| None).collect();
+    while let Some(done) = decodes.join_next().await {
+        let (index, tensor) =
+            done.map_err(|e| ApiError::Internal(format!("preprocessing: {e}")))?;
+        let tensor = tensor.map_err(|e| ApiError::image(index, e))?;
         let answer = model
             .batcher
             .submit(tensor.data)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        answers.push(answer);
+        answers[index] = Some(answer);
+        announcements[index] = None;
     }
-    Ok(answers)
+    Ok(answers.into_iter().flatten().collect())
 }
 
 fn check_topk(topk: Option<usize>, classes: usize) -> Result<usize, ApiError> {
@@ -170,7 +204,14 @@ async fn read_images(
     state: &AppState,
 ) -> Result<(Vec<Bytes>, Option<usize>), ApiError> {
     let kind = BodyKind::of(request.headers())?;
-    let (parts, body) = read_body(request, state.limits.max_body_bytes).await?;
+    let limit = state.limits.body_timeout;
+    let read = read_body(request, state.limits.max_body_bytes);
+    let (parts, body) =
+        tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ApiError::BodyTimeout {
+                limit_ms: limit.as_millis() as u64,
+            })??;
     let (images, topk) = match kind {
         BodyKind::Raw => (vec![body], None),
         BodyKind::Json => json_images(&body)?,

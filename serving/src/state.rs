@@ -9,6 +9,8 @@ use std::sync::atomic::AtomicBool;
 use semiclass_license_issuer::{Issuer, IssuerError};
 use semiclass_manifest::package::PackageManifest;
 
+use crate::activate::ACTIVATION_CAP;
+use crate::decoding::DecodePool;
 use crate::engine::{Backend, BatchSettings, Batcher, EngineError, OrtBackend, init_runtime};
 use crate::limits::{Admission, Limits};
 use crate::metrics::{BatchStats, Metrics};
@@ -25,6 +27,8 @@ pub struct ServeConfig {
     pub onnxruntime: Option<PathBuf>,
     pub limits: Limits,
     pub batch: BatchSettings,
+    /// Images decoded at once, over all requests.
+    pub decode_threads: usize,
     /// `(database, private key)` of the license issuer, enabling
     /// `/v1/activate`.
     pub issuer: Option<(PathBuf, PathBuf)>,
@@ -65,7 +69,12 @@ pub struct AppState {
     pub models: BTreeMap<String, Arc<Model>>,
     pub tokens: LiveTokens,
     pub limits: Limits,
+    /// The prediction API's concurrency cap.
     pub admission: Admission,
+    /// `/v1/activate`'s own, smaller cap: activation never takes a
+    /// prediction's slot.
+    pub activation: Admission,
+    pub decoder: DecodePool,
     pub metrics: Arc<Metrics>,
     pub issuer: Option<Arc<Issuer>>,
     /// False while starting and once shutting down (`/readyz` says 503).
@@ -118,7 +127,9 @@ impl AppState {
             models,
             tokens: LiveTokens::new(TokenStore::new(&config.tokens)),
             limits: config.limits,
-            admission: Admission::new(config.limits, metrics.clone()),
+            admission: Admission::new(config.limits.prediction_cap(), Some(metrics.clone())),
+            activation: Admission::new(ACTIVATION_CAP, None),
+            decoder: DecodePool::new(config.decode_threads, metrics.clone()),
             metrics,
             issuer,
             ready: AtomicBool::new(true),

@@ -243,12 +243,17 @@ pub struct LiveTokens {
     cached: Mutex<(Option<FileStamp>, TokenSet)>,
 }
 
-/// What changes when the file is replaced or edited.
+/// What changes when the file is replaced, edited or has its mode
+/// changed (`chmod` moves the change time, not the modification time): a
+/// file made readable by others while the server runs is noticed at the
+/// next request and authenticates nobody, as it would at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
     inode: u64,
     len: u64,
+    mode: u32,
     mtime_ns: i128,
+    ctime_ns: i128,
 }
 
 impl LiveTokens {
@@ -267,10 +272,13 @@ impl LiveTokens {
 
     /// The active tokens now.
     pub fn current(&self) -> TokenSet {
+        let nanos = |s: i64, ns: i64| i128::from(s) * 1_000_000_000 + i128::from(ns);
         let stamp = fs::metadata(self.store.path()).ok().map(|m| FileStamp {
             inode: m.ino(),
             len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            mode: m.mode(),
+            mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
+            ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
         });
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if cached.0 != stamp {
@@ -365,6 +373,18 @@ mod tests {
         let err = store.read().unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
         assert!(!LiveTokens::new(store).verify(&token));
+    }
+
+    #[test]
+    fn a_file_made_readable_while_serving_stops_authenticating() {
+        let (_dir, store) = store();
+        let (_, token) = store.create("a", 1).unwrap();
+        let live = LiveTokens::new(store.clone());
+        assert!(live.verify(&token));
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!live.verify(&token), "the mode change went unnoticed");
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(live.verify(&token));
     }
 
     #[test]

@@ -206,6 +206,18 @@ fn image_that_does_not_decode() {
 }
 
 #[test]
+fn image_without_pixels_is_an_error() {
+    let data = TinyDataset::new();
+    let zero_gif = std::fs::read(fixture("zero.gif")).unwrap();
+    data.write_bytes("images/u1.png", &zero_gif);
+    assert_reported(
+        &data.check(),
+        1,
+        "train_unlabeled.txt:2: error: images/u1.png does not decode: the image has no pixels (0x0)",
+    );
+}
+
+#[test]
 fn truncated_image_does_not_decode() {
     let data = TinyDataset::new();
     let bytes = std::fs::read(data.path().join("images/v0.png")).unwrap();

@@ -63,7 +63,7 @@ pub fn command(name: &str) -> Command {
     command
 }
 
-/// The committed image fixtures (CMYK, EXIF) of tests/fixtures/images.
+/// The committed image fixtures (CMYK, EXIF, 0x0 GIF) of tests/fixtures/images.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/images")

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use semiclass_license_issuer::{IssuerDb, MintSpec, keys};
+use semiclass_license_issuer::{IssuerDb, MintSpec};
 use semiclass_licensing::fingerprint::ComponentKind;
 use semiclass_licensing::{
     ActivationRequest, Fingerprint, Keyring, Serial, SignedLicense, unix_now,
@@ -25,14 +25,8 @@ struct Vendor {
 impl Vendor {
     fn new() -> Vendor {
         let fixture = Fixture::new();
-        let (db, key_path) = (
-            fixture.dir.path().join("issuer.sqlite"),
-            fixture.dir.path().join("vendor.key"),
-        );
-        let key = keys::generate();
-        keys::write_private_key(&key_path, &key).unwrap();
-        let mut keyring = Keyring::default();
-        keyring.insert(key.verifying_key());
+        let mut config = fixture.config();
+        let (keyring, db) = fixture.add_issuer(&mut config);
         let mut issuer_db = IssuerDb::open(&db).unwrap();
         let package = semiclass_package::Package::open(&fixture.large).unwrap();
         issuer_db.add_package(&package, unix_now()).unwrap();
@@ -42,8 +36,6 @@ impl Vendor {
             expires: None,
         };
         let serial = issuer_db.mint(&spec, 1, unix_now()).unwrap()[0];
-        let mut config = fixture.config();
-        config.issuer = Some((db, key_path));
         let app = app(Arc::new(AppState::load(&config).unwrap()));
         Vendor {
             fixture,

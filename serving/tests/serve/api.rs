@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use semiclass_serve::app::{OPENAPI, ROUTES};
@@ -150,6 +150,7 @@ async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
             "bad_image",
         ),
         ("", "image/png", Vec::new(), 422, "bad_image"),
+        ("", "image/gif", zero_gif(), 422, "bad_image"),
         ("", json, b"{\"image\": 3}".to_vec(), 400, "bad_request"),
         ("", json, b"{}".to_vec(), 400, "bad_request"),
         ("", &mp_type, empty_mp, 400, "bad_request"),
@@ -200,10 +201,30 @@ async fn every_bad_input_gets_a_4xx_json_error_and_serving_goes_on() {
             String::from_utf8_lossy(&body)
         );
         assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
         assert_eq!(error_code(&body), code, "{what}");
     }
-    let (status, _, _) = send(&app, post(&fixture, &uri, "image/png", good)).await;
+    let (status, headers, _) = send(&app, post(&fixture, &uri, "image/png", good)).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}
+
+#[tokio::test]
+async fn a_request_over_its_pixel_budget_is_refused_before_decoding() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.limits.max_request_pixels = 2_000;
+    let app = app(Arc::new(AppState::load(&config).unwrap()));
+    let uri = predict_uri(fixture.small_id(), "");
+    let (content_type, three) = multipart(&vec![png(30, 30, 1); 3]);
+    let (status, _, body) = send(&app, post(&fixture, &uri, &content_type, three)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "too_many_pixels");
+    let message = String::from_utf8_lossy(&body);
+    assert!(message.contains("0.0 MP together"), "{message}");
+    let (content_type, two) = multipart(&vec![png(30, 30, 1); 2]);
+    let (status, _, body) = send(&app, post(&fixture, &uri, &content_type, two)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
 
 #[tokio::test]
@@ -248,6 +269,26 @@ async fn tokens_guard_everything_but_the_probes_and_the_page() {
         "401 answers differ"
     );
     assert_eq!(error_code(&bodies[0]), "unauthorized");
+    // Another method on a guarded path: the token first, then the 405, so
+    // nobody learns which paths exist without one.
+    for (_, path, _) in ROUTES.iter().filter(|r| r.2) {
+        let path = path.replace("{id}", fixture.large_id());
+        for method in [Method::OPTIONS, Method::PUT, Method::DELETE] {
+            let request = |auth: Option<String>| {
+                let mut request = Request::builder().method(method.clone()).uri(&path);
+                if let Some(value) = auth {
+                    request = request.header(header::AUTHORIZATION, value);
+                }
+                request.body(Body::empty()).unwrap()
+            };
+            let (status, _, body) = send(&app, request(None)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_eq!(body, bodies[0], "{method} {path}");
+            let (status, _, body) = send(&app, request(Some(fixture.bearer()))).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(error_code(&body), "method_not_allowed");
+        }
+    }
     let (status, _, _) = send(&app, get("/healthz", None)).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = send(&app, get("/readyz", None)).await;
@@ -370,13 +411,16 @@ async fn a_request_past_the_timeout_answers_503() {
     let fixture = Fixture::new();
     let large_id = fixture.large_id();
     let mut config = fixture.config();
-    config.limits.request_timeout = Duration::ZERO;
+    // A decode of a megapixel takes far longer than a millisecond. (A zero
+    // timeout is not enough: a request that completes on its first poll
+    // beats it, and a small model runs image by image without waiting.)
+    config.limits.request_timeout = Duration::from_millis(1);
     let app = app(Arc::new(AppState::load(&config).unwrap()));
     let request = post(
         &fixture,
         &predict_uri(large_id, ""),
         "image/png",
-        png(30, 30, 0),
+        png(1000, 1000, 0),
     );
     let (status, headers, body) = send(&app, request).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

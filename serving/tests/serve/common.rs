@@ -134,6 +134,7 @@ impl Fixture {
                 sessions: 2,
                 threads: 1,
             },
+            decode_threads: 2,
             issuer: None,
         }
     }
@@ -156,6 +157,22 @@ impl Fixture {
 
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
+    }
+
+    /// `config` with an issuer behind `/v1/activate`: a fresh database and
+    /// vendor key in the fixture's folder. Returns the keyring that trusts
+    /// the key, and the database.
+    pub fn add_issuer(&self, config: &mut ServeConfig) -> (semiclass_licensing::Keyring, PathBuf) {
+        let (db, key_path) = (
+            self.dir.path().join("issuer.sqlite"),
+            self.dir.path().join("vendor.key"),
+        );
+        let key = semiclass_license_issuer::keys::generate();
+        semiclass_license_issuer::keys::write_private_key(&key_path, &key).unwrap();
+        config.issuer = Some((db.clone(), key_path));
+        let mut keyring = semiclass_licensing::Keyring::default();
+        keyring.insert(key.verifying_key());
+        (keyring, db)
     }
 }
 
@@ -246,6 +263,12 @@ pub fn png(width: u32, height: u32, seed: u8) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
+}
+
+/// A GIF of 0x0 pixels (`tests/fixtures/images/zero.gif`).
+pub fn zero_gif() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    fs::read(root.join("tests/fixtures/images/zero.gif")).unwrap()
 }
 
 /// A small PNG whose header declares `width` x `height`: a decompression

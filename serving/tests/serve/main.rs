@@ -5,3 +5,4 @@ mod api;
 mod common;
 mod page;
 mod socket;
+mod stall;

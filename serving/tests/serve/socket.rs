@@ -225,6 +225,16 @@ async fn bad_inputs_over_a_socket_get_4xx_and_the_server_goes_on() {
         )
         .await;
     assert_eq!((status, error_code(&body).as_str()), (422, "bad_image"));
+    // No pixels at all: a clear 422, not a panic (and a 500) in the resize.
+    let (status, body) = server
+        .send(Method::POST, &path, &png_headers, zero_gif())
+        .await;
+    assert_eq!((status, error_code(&body).as_str()), (422, "bad_image"));
+    assert!(
+        String::from_utf8_lossy(&body).contains("no pixels (0x0)"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let xml = [
         ("authorization", auth.as_str()),
         ("content-type", "application/xml"),
@@ -331,14 +341,14 @@ async fn a_token_revoked_while_serving_stops_at_the_next_request() {
     assert_eq!(models(fixture.bearer()).await, 200);
 }
 
-fn binary() -> Command {
+pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_semiclass-serve"));
     command.env("ORT_DYLIB_PATH", onnxruntime());
     command
 }
 
 /// Kills the child on drop, so a failing test leaves no server behind.
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -445,7 +455,7 @@ fn the_binary_makes_tokens_and_serves_with_them_until_sigterm() {
 }
 
 /// Reads the server's log until it says where it listens.
-fn listening_address(stderr: &mut impl BufRead) -> SocketAddr {
+pub fn listening_address(stderr: &mut impl BufRead) -> SocketAddr {
     let mut line = String::new();
     loop {
         line.clear();

@@ -22,6 +22,9 @@ struct Case {
     grad_params: Vec<String>,
 }
 
+/// `torch.set_num_threads` of tests/fixtures/make_models.py.
+const FIXTURE_THREADS: i32 = 2;
+
 fn fixtures_dir(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,6 +75,12 @@ fn check_family(dir: &Path, family: &str) -> usize {
 /// gradients of the first and last parameter match timm's for the same
 /// cross-entropy loss, relative to their largest magnitude.
 fn check_gradients(net: &Network, case: &Case, io: &HashMap<String, Tensor>) {
+    // The fixtures were computed on 2 threads (make_models.py). With random
+    // weights and a batch of 2, BatchNorm's batch statistics make the
+    // backward ill-conditioned: another thread count (a 1-core CI machine,
+    // a pinned run) reduces in another order and the first layer's gradient
+    // moves by more than the tolerance, though the logits agree to 1e-5.
+    tch::set_num_threads(FIXTURE_THREADS);
     let labels = Tensor::from_slice(&[0i64, 1]);
     net.forward(&io["input"], true)
         .cross_entropy_for_logits(&labels)

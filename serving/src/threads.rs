@@ -1,0 +1,81 @@
+//! How the server's threads are shared out over the CPUs. Three kinds of
+//! work compete for them: ONNX Runtime (most of a request's CPU time),
+//! decoding and preprocessing (a JPEG photo costs a fraction of an
+//! inference), and the async workers (HTTP, JSON, auth: little). Giving
+//! each kind as many threads as there are CPUs, as the defaults of each
+//! library do, makes three times more busy threads than CPUs under load;
+//! inference then runs preempted and slower. So inference gets the CPUs,
+//! decoding at most half of them (it still keeps up with inference: it is
+//! the smaller part of the work), and the async runtime a quarter.
+
+/// Threads of each kind for a machine of `cores` CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadBudget {
+    /// The CPUs shared out.
+    pub cores: usize,
+    /// ONNX Runtime sessions per model: small models scale better over
+    /// sessions side by side than over the threads of one session.
+    pub sessions: usize,
+    /// Intra-op threads per session.
+    pub intra_threads: usize,
+    /// Images decoded at once over all requests.
+    pub decode_threads: usize,
+    /// Async runtime workers.
+    pub async_workers: usize,
+}
+
+/// Threads of the async runtime's blocking pool beyond the decodes: for
+/// the rare short blocking calls (image headers, the issuer's database).
+pub const SPARE_BLOCKING_THREADS: usize = 4;
+
+impl ThreadBudget {
+    /// The budget for `cores` CPUs (at least one of each kind).
+    pub fn for_cores(cores: usize) -> ThreadBudget {
+        let cores = cores.max(1);
+        let sessions = cores.min(2);
+        let decode_threads = (cores / 2).max(1);
+        ThreadBudget {
+            cores,
+            sessions,
+            intra_threads: (cores / sessions).max(1),
+            decode_threads,
+            async_workers: (cores / 4).max(1),
+        }
+    }
+
+    /// This machine's budget.
+    pub fn here() -> ThreadBudget {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ThreadBudget::for_cores(cores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_gets_the_cores_and_the_rest_share_what_is_left() {
+        for cores in [1, 2, 3, 4, 8, 16, 64] {
+            let b = ThreadBudget::for_cores(cores);
+            let inference = b.sessions * b.intra_threads;
+            assert!(inference <= cores.max(1), "{cores}: {b:?}");
+            assert!(inference * 2 > cores, "{cores}: idle cores: {b:?}");
+            assert!(b.decode_threads * 2 <= cores.max(2), "{cores}: {b:?}");
+            assert!(b.async_workers * 4 <= cores.max(4), "{cores}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn one_or_two_cores() {
+        let one = ThreadBudget::for_cores(1);
+        assert_eq!((one.sessions, one.intra_threads), (1, 1));
+        assert_eq!((one.decode_threads, one.async_workers), (1, 1));
+        let two = ThreadBudget::for_cores(2);
+        assert_eq!((two.sessions, two.intra_threads), (2, 1));
+        assert_eq!((two.decode_threads, two.async_workers), (1, 1));
+        let sixteen = ThreadBudget::for_cores(16);
+        assert_eq!((sixteen.sessions, sixteen.intra_threads), (2, 8));
+        assert_eq!((sixteen.decode_threads, sixteen.async_workers), (8, 4));
+    }
+}
