@@ -84,7 +84,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let package = write_package(&args)?;
+    let (package, package_id) = write_package(&args)?;
     let tokens = args.work.join("tokens.json");
     let _ = std::fs::remove_file(&tokens);
     let (_, token) = TokenStore::new(&tokens).create("bench", 0)?;
@@ -117,7 +117,7 @@ fn main() -> Result<()> {
     let target = |server: &Spawned| Target {
         addr: server.addr,
         pid: server.pid(),
-        uri: format!("/v1/models/bench-{}/predict?topk=5", args.arch),
+        uri: format!("/v1/models/{package_id}/predict?topk=5"),
         token: token.clone(),
         image: Bytes::from(image.clone()),
     };
@@ -266,10 +266,10 @@ fn summary(args: &Args, best: &Best, overload: &Measure, threads: usize) -> Resu
     Ok(())
 }
 
-/// The package of the ONNX model as `semiclass export --without-sdk`
+/// The package of the ONNX model (and its id) as `semiclass export --without-sdk`
 /// writes it (through the exporter's writer): 1000 classes, ImageNet
 /// normalisation, the timm eval crop.
-fn write_package(args: &Args) -> Result<PathBuf> {
+fn write_package(args: &Args) -> Result<(PathBuf, String)> {
     let classes = (0..1000).map(|i| format!("class {i}")).collect();
     let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
     let preprocess = PreprocessSpec::for_input(args.size, mean, std);
@@ -282,5 +282,8 @@ fn write_package(args: &Args) -> Result<PathBuf> {
         sdk: None,
         replace: true,
     };
-    Ok(write_package_files(&OnnxModel::prebuilt(onnx, meta), &request)?.path)
+    let built = write_package_files(&OnnxModel::prebuilt(onnx, meta), &request)?;
+    // The exporter names the package (its id is in the manifest), as
+    // `semiclass export` does; the server routes by that id.
+    Ok((built.path, built.manifest.package_id))
 }
