@@ -92,7 +92,8 @@ pub fn export_checkpoint(path: &Path) -> Result<OnnxModel, ExportError> {
             classes: meta.num_classes,
         });
     }
-    let options = ModelOptions::new(meta.num_classes, meta.input_size as usize);
+    let options =
+        ModelOptions::new(meta.num_classes, meta.input_size as usize).with_stem(meta.stem);
     let model = Model::new(&meta.model, options).map_err(|source| ExportError::Model {
         path: path.into(),
         source,

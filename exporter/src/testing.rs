@@ -47,7 +47,9 @@ pub fn meta(model: &Model) -> CheckpointMeta {
         .map(|i| format!("c{i}"))
         .collect();
     let preprocess = PreprocessSpec::for_input(size, model.entry.mean, model.entry.std);
-    CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test")
+    let mut meta = CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test");
+    meta.stem = model.options.stem;
+    meta
 }
 
 /// Writes `tensors` with `meta` as a checkpoint file.

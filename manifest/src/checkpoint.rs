@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use semiclass_models::Stem;
 use serde::{Deserialize, Serialize};
 
 use crate::PreprocessSpec;
@@ -49,6 +50,10 @@ pub struct CheckpointMeta {
     pub num_classes: usize,
     /// Square input side in pixels.
     pub input_size: u32,
+    /// The stem the network was built with (absent in checkpoints written
+    /// before the option existed: ImageNet's).
+    #[serde(default)]
+    pub stem: Stem,
     /// Index i is the name of logit i.
     pub class_names: Vec<String>,
     pub preprocess: PreprocessSpec,
@@ -91,6 +96,7 @@ impl CheckpointMeta {
             model: model.into(),
             num_classes: class_names.len(),
             input_size,
+            stem: Stem::ImageNet,
             class_names,
             preprocess,
             role: Role::Small,

@@ -15,5 +15,5 @@ pub mod registry;
 pub mod spec;
 
 pub use backend::{Backend, ParamKind, ParamSpec};
-pub use model::{Model, ModelError, ModelOptions, ResizableGrid};
+pub use model::{Model, ModelError, ModelOptions, ResizableGrid, Stem};
 pub use registry::{Entry, MODELS, find};

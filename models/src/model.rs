@@ -23,12 +23,50 @@ pub enum Arch {
     HGNet(&'static hgnet::Config),
 }
 
-/// What every family's head needs.
+/// What every family's forward takes from the user's options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Head {
     pub num_classes: usize,
     pub drop_rate: f64,
     pub drop_path_rate: f64,
+    pub stem: Stem,
+}
+
+/// How much a convolutional network's stem shrinks the image.
+///
+/// ImageNet stems divide a 224 px image by 4 before the first stage, and
+/// the network by 32 in all: a 32 px image leaves the stem at 8x8 and
+/// reaches the last stage at 1x1, where a 3x3 convolution sees only its
+/// centre weight. `Compact` drops one of the stem's two halvings (ResNet
+/// and HGNet v1: the max pool; MobileNetV3/LCNet: the first conv's stride;
+/// HGNetV2: the stride of `stem3`), so the network divides by 16. Every
+/// parameter keeps its name and shape: ImageNet weights load unchanged.
+/// BENCHMARKS.md ("Small images") has the measurement behind the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    #[default]
+    ImageNet,
+    Compact,
+}
+
+impl Stem {
+    /// The stride the stem's halving step keeps: 2 for ImageNet's, 1 when
+    /// compact.
+    pub fn stride(self) -> usize {
+        match self {
+            Stem::ImageNet => 2,
+            Stem::Compact => 1,
+        }
+    }
+
+    /// The name the configuration and checkpoints use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stem::ImageNet => "imagenet",
+            Stem::Compact => "compact",
+        }
+    }
 }
 
 /// A parameter laid out on the patch grid, which therefore depends on the
@@ -53,6 +91,8 @@ pub struct ModelOptions {
     pub drop_rate: f64,
     #[serde(default)]
     pub drop_path_rate: f64,
+    #[serde(default)]
+    pub stem: Stem,
 }
 
 impl ModelOptions {
@@ -64,7 +104,13 @@ impl ModelOptions {
             input_size,
             drop_rate: 0.0,
             drop_path_rate: 0.0,
+            stem: Stem::ImageNet,
         }
+    }
+
+    /// The same options with `stem`.
+    pub fn with_stem(self, stem: Stem) -> Self {
+        ModelOptions { stem, ..self }
     }
 }
 
@@ -92,6 +138,7 @@ pub struct Model {
     pub options: ModelOptions,
     arch: Arch,
     params: Vec<ParamSpec>,
+    smallest_conv_grid: Option<usize>,
 }
 
 impl Model {
@@ -106,15 +153,22 @@ impl Model {
             return Err(invalid("num_classes must be at least 1".into()));
         }
         let arch = (entry.arch)(options.input_size).map_err(invalid)?;
+        if options.stem == Stem::Compact && matches!(arch, Arch::Swin(_) | Arch::ViT(_)) {
+            return Err(invalid(
+                "a compact stem applies to convolutional models; transformers cut the image into patches (use stem: imagenet)".into(),
+            ));
+        }
         let mut model = Model {
             entry,
             options,
             arch,
             params: Vec::new(),
+            smallest_conv_grid: None,
         };
         let mut shapes = ShapeBackend::default();
         let size = model.options.input_size;
         let logits = model.forward(&mut shapes, &vec![1, 3, size, size]);
+        model.smallest_conv_grid = shapes.smallest_conv_grid();
         model.params = shapes
             .into_params()
             .map_err(|e| invalid(format!("input size {size}: {e}")))?;
@@ -130,6 +184,7 @@ impl Model {
             num_classes: self.options.num_classes,
             drop_rate: self.options.drop_rate,
             drop_path_rate: self.options.drop_path_rate,
+            stem: self.options.stem,
         };
         match &self.arch {
             Arch::ResNet(cfg) => resnet::forward(cfg, &head, b, x),
@@ -138,6 +193,14 @@ impl Model {
             Arch::MobileNetV3(cfg) | Arch::LCNet(cfg) => mobilenetv3::forward(cfg, &head, b, x),
             Arch::HGNet(cfg) => hgnet::forward(cfg, &head, b, x),
         }
+    }
+
+    /// Side of the smallest feature map a spatial convolution reads at this
+    /// input size (`None` without one, e.g. ViT): 1 means the last stage's
+    /// 3x3 kernels see only their centre weight, the sign of an input too
+    /// small for the stem ([`Stem::Compact`]).
+    pub fn smallest_conv_grid(&self) -> Option<usize> {
+        self.smallest_conv_grid
     }
 
     /// Every declared parameter and buffer, in declaration order.
@@ -178,5 +241,41 @@ impl Model {
             .iter()
             .filter(|p| p.name.starts_with(&prefix))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Model, ModelOptions, Stem};
+
+    fn build(name: &str, size: usize, stem: Stem) -> Model {
+        Model::new(name, ModelOptions::new(10, size).with_stem(stem)).unwrap()
+    }
+
+    #[test]
+    fn compact_stem_doubles_the_last_stages_grid_and_keeps_every_parameter() {
+        // At 32 px ImageNet stems leave the last stage a 1x1 map.
+        for name in [
+            "resnet18",
+            "resnet50",
+            "lcnet_050",
+            "mobilenetv3_small_100",
+            "hgnet_tiny",
+            "hgnetv2_b0",
+        ] {
+            let imagenet = build(name, 32, Stem::ImageNet);
+            let compact = build(name, 32, Stem::Compact);
+            assert_eq!(imagenet.smallest_conv_grid(), Some(1), "{name}");
+            assert_eq!(compact.smallest_conv_grid(), Some(2), "{name}");
+            // Same names and shapes: ImageNet weights load into either.
+            assert_eq!(imagenet.params(), compact.params(), "{name}");
+        }
+    }
+
+    #[test]
+    fn compact_stem_is_refused_for_transformers() {
+        let options = ModelOptions::new(10, 224).with_stem(Stem::Compact);
+        let err = Model::new("vit_tiny_patch16_224", options).unwrap_err();
+        assert!(err.to_string().contains("convolutional models"), "{err}");
     }
 }

@@ -16,6 +16,8 @@ pub type Shape = Vec<usize>;
 pub struct ShapeBackend {
     params: Vec<ParamSpec>,
     error: Option<String>,
+    /// Side of the smallest feature map a spatial (k > 1) convolution read.
+    smallest_conv_grid: Option<usize>,
 }
 
 impl ShapeBackend {
@@ -26,6 +28,13 @@ impl ShapeBackend {
             Some(e) => Err(e),
             None => Ok(self.params),
         }
+    }
+
+    /// Side of the smallest feature map that a convolution wider than 1x1
+    /// read (`None` for networks without one): 1 means its 3x3 kernels saw
+    /// only their centre weight.
+    pub fn smallest_conv_grid(&self) -> Option<usize> {
+        self.smallest_conv_grid
     }
 
     fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
@@ -135,6 +144,10 @@ impl Backend for ShapeBackend {
         self.check(b.is_none_or(|b| b == &vec![w[0]]), || {
             format!("conv bias for weight {w:?}")
         });
+        if w[2] > 1 || w[3] > 1 {
+            let side = x[2].min(x[3]);
+            self.smallest_conv_grid = Some(self.smallest_conv_grid.map_or(side, |s| s.min(side)));
+        }
         let [h, wd] = self.spatial(
             x,
             [conv_out(x[2], w[2], c), conv_out(x[3], w[3], c)],

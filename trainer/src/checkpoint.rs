@@ -209,6 +209,7 @@ mod tests {
             model: "lcnet_050".into(),
             num_classes: 3,
             input_size: 32,
+            stem: Default::default(),
             class_names: vec!["cat".into(), "dog".into(), "émeu".into()],
             preprocess: PreprocessSpec::for_input(32, [0.5; 3], [0.25; 3]),
             role: Role::Small,

@@ -12,7 +12,7 @@
 
 use crate::backend::{Activation, Backend, Init, ParamKind, Pool2d};
 use crate::layers::{ConvShape, classifier, conv_norm_act, conv2d, join};
-use crate::model::Head;
+use crate::model::{Head, Stem as StemSize};
 
 /// The stem, which also decides the aggregation (timm: `stem_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +176,8 @@ pub const HGNETV2_B6: Config = Config {
 /// Logits for an NCHW batch.
 pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B::T {
     let mut x = match cfg.stem {
-        Stem::V1(chs) => stem_v1(b, chs, x),
-        Stem::V2 { mid, out } => stem_v2(b, (mid, out), cfg.use_lab, x),
+        Stem::V1(chs) => stem_v1(b, chs, head.stem, x),
+        Stem::V2 { mid, out } => stem_v2(b, (mid, out), (cfg.use_lab, head.stem), x),
     };
     let total: usize = cfg.stages.iter().map(|s| s.blocks).sum();
     let mut index = 0;
@@ -234,14 +234,18 @@ fn lab<B: Backend>(b: &mut B, name: &str, x: &B::T) -> B::T {
     b.add(&y, &bias)
 }
 
-/// Three 3x3 conv-bn-relu (the first strided), then a 3x3 max pool.
-fn stem_v1<B: Backend>(b: &mut B, chs: [usize; 3], x: &B::T) -> B::T {
+/// Three 3x3 conv-bn-relu (the first strided), then a 3x3 max pool (none
+/// when the stem is compact).
+fn stem_v1<B: Backend>(b: &mut B, chs: [usize; 3], size: StemSize, x: &B::T) -> B::T {
     let first = ConvShape::new(3, chs[0], 3, 2);
     let mut y = conv_bn_act(b, "stem.stem.0", x, first, After::Relu);
     for (i, pair) in chs.windows(2).enumerate() {
         let name = format!("stem.stem.{}", i + 1);
         let s = ConvShape::new(pair[0], pair[1], 3, 1);
         y = conv_bn_act(b, &name, &y, s, After::Relu);
+    }
+    if size == StemSize::Compact {
+        return y;
     }
     let pool = Pool2d {
         kernel: 3,
@@ -256,8 +260,14 @@ fn stem_v1<B: Backend>(b: &mut B, chs: [usize; 3], x: &B::T) -> B::T {
 const PAD_RIGHT_BOTTOM: [usize; 4] = [0, 1, 0, 1];
 
 /// timm's `StemV2`: a strided conv, then two branches on its padded output
-/// (2x2 max pool | two 2x2 convs), concatenated, then a strided 3x3 and a 1x1.
-fn stem_v2<B: Backend>(b: &mut B, (mid, out): (usize, usize), use_lab: bool, x: &B::T) -> B::T {
+/// (2x2 max pool | two 2x2 convs), concatenated, then a strided 3x3 (not
+/// strided when the stem is compact) and a 1x1.
+fn stem_v2<B: Backend>(
+    b: &mut B,
+    (mid, out): (usize, usize),
+    (use_lab, size): (bool, StemSize),
+    x: &B::T,
+) -> B::T {
     let after = After::relu(use_lab);
     let s1 = ConvShape::new(3, mid, 3, 2);
     let x = conv_bn_act(b, "stem.stem1", x, s1, after);
@@ -276,7 +286,7 @@ fn stem_v2<B: Backend>(b: &mut B, (mid, out): (usize, usize), use_lab: bool, x: 
     };
     let x1 = b.max_pool2d(&x, pool);
     let x = b.concat(&[x1, x2], 1);
-    let s3 = ConvShape::new(2 * mid, mid, 3, 2);
+    let s3 = ConvShape::new(2 * mid, mid, 3, size.stride());
     let x = conv_bn_act(b, "stem.stem3", &x, s3, after);
     let s4 = ConvShape::new(mid, out, 1, 1);
     conv_bn_act(b, "stem.stem4", &x, s4, after)

@@ -217,7 +217,12 @@ impl Block<'_> {
 /// Stem, blocks, efficient head: timm's `MobileNetV3.forward`.
 pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B::T {
     let stem = cfg.stem_channels();
-    let x = conv2d(b, "conv_stem", x, ConvShape::tf(3, stem, 3, 2));
+    let x = conv2d(
+        b,
+        "conv_stem",
+        x,
+        ConvShape::tf(3, stem, 3, head.stem.stride()),
+    );
     let x = batch_norm_act(b, "bn1", &x, stem, Some(ACT));
     let (x, channels) = blocks(cfg, head, b, x);
     let x = b.mean(&x, &[2, 3], true);

@@ -7,7 +7,7 @@ use crate::layers::{
     BN_EPS, ConvShape, batch_norm, batch_norm_scaled_from, classifier, conv2d,
     global_avg_pool_flat, join,
 };
-use crate::model::Head;
+use crate::model::{Head, Stem};
 
 /// Which residual block and how many per stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +57,18 @@ pub fn forward<B: Backend>(cfg: &Config, head: &Head, b: &mut B, x: &B::T) -> B:
     let x = conv2d(b, "conv1", x, ConvShape::new(3, 64, 7, 2));
     let x = batch_norm(b, "bn1", &x, 64, BN_EPS);
     let x = b.activation_in_place(x, Activation::Relu);
-    let mut x = b.max_pool2d(
-        &x,
-        Pool2d {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            ceil_mode: false,
-        },
-    );
+    let mut x = match head.stem {
+        Stem::ImageNet => b.max_pool2d(
+            &x,
+            Pool2d {
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+                ceil_mode: false,
+            },
+        ),
+        Stem::Compact => x,
+    };
     let total: usize = cfg.depths.iter().sum();
     let mut cin = 64;
     let mut index = 0;

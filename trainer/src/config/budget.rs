@@ -7,7 +7,9 @@
 //! The chosen numbers are written into the run's config.yaml (a resumed
 //! run continues with them) and printed when the run starts.
 
-use super::train::{AlgorithmKind, TrainConfig};
+use semiclass_models::Stem;
+
+use super::train::{AlgorithmKind, ModelTrainConfig, StemChoice, TrainConfig};
 
 /// The image counts a schedule is chosen from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,8 @@ impl Schedule {
 /// Fills every stage length the configuration leaves unset (neither
 /// `steps` nor `epochs`) and says what was chosen and why.
 pub fn fill_stage_lengths(cfg: &mut TrainConfig, size: DatasetSize) -> Schedule {
+    let large_stem = fix_stem(&mut cfg.large.train);
+    let small_stem = fix_stem(&mut cfg.small.train);
     let large = &mut cfg.large;
     let batch = large.train.batch_size;
     let mu = *large
@@ -125,7 +129,7 @@ pub fn fill_stage_lengths(cfg: &mut TrainConfig, size: DatasetSize) -> Schedule 
         e => format!(", then self-training {e} epoch(s)"),
     };
     let large_line = format!(
-        "{} labeled, {} unlabeled images: large model {} (batch {batch}), {ssl_text}{selftrain}",
+        "{} labeled, {} unlabeled images: large model{large_stem} {} (batch {batch}), {ssl_text}{selftrain}",
         size.labeled,
         size.unlabeled,
         describe("supervised", sup, large.train.epochs),
@@ -137,13 +141,28 @@ pub fn fill_stage_lengths(cfg: &mut TrainConfig, size: DatasetSize) -> Schedule 
         distill_steps(all, batch)
     });
     let small_line = format!(
-        "small model {} over all {all} train images (batch {batch}), then {} fine-tune epoch(s) on the labels",
+        "small model{small_stem} {} over all {all} train images (batch {batch}), then {} fine-tune epoch(s) on the labels",
         describe("distillation", distill, small.train.epochs),
         small.distill.finetune_epochs,
     );
     Schedule {
         large: large_line,
         small: small_line,
+    }
+}
+
+/// Replaces `stem: auto` by the stem it resolves to, so that the run's
+/// config.yaml says what was built; returns `" (compact stem)"` for the
+/// schedule line when the stem is not ImageNet's.
+fn fix_stem(model: &mut ModelTrainConfig) -> &'static str {
+    let stem = model.stem.resolve(model.input_size, &model.model);
+    model.stem = match stem {
+        Stem::ImageNet => StemChoice::ImageNet,
+        Stem::Compact => StemChoice::Compact,
+    };
+    match stem {
+        Stem::ImageNet => "",
+        Stem::Compact => " (compact stem)",
     }
 }
 
@@ -224,6 +243,16 @@ mod tests {
         assert_eq!(
             schedule.for_mode(false, true),
             vec![schedule.small.as_str()]
+        );
+        // `stem: auto` is replaced by what it chose, and the line says so.
+        assert_eq!(cfg.small.train.stem, StemChoice::Compact);
+        assert_eq!(cfg.large.train.stem, StemChoice::ImageNet);
+        assert!(
+            schedule
+                .small
+                .starts_with("small model (compact stem) distillation 1,251 steps"),
+            "{}",
+            schedule.small
         );
         // Filled once: a second call (a resumed run's config) changes nothing.
         let before = cfg.clone();

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use semiclass_models::Stem;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of a run.
@@ -71,6 +72,51 @@ impl Default for RunConfig {
     }
 }
 
+/// Largest input at which `stem: auto` makes a mobile network's stem
+/// compact: up to 64 px an ImageNet stem leaves the last stage at most 2x2
+/// (1x1 at 32 px).
+pub const COMPACT_STEM_MAX_INPUT: usize = 64;
+
+/// The families whose stem `auto` makes compact on small inputs, as
+/// measured on Fashion-MNIST at 32 px (BENCHMARKS.md, "Small images"):
+/// LCNet's compact stem gained 5.7 points at equal steps for 1.25x the
+/// time, while ResNet's lost 4.4 points at 2.8x the time (without its max
+/// pool every stage works on 4x the pixels). HGNet is not measured and
+/// keeps ImageNet's.
+const COMPACT_WHEN_SMALL: &[&str] = &["MobileNetV3", "LCNet"];
+
+/// The stem a configuration asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StemChoice {
+    /// Compact for the families of [`COMPACT_WHEN_SMALL`] on inputs up to
+    /// [`COMPACT_STEM_MAX_INPUT`] px, else ImageNet's.
+    #[default]
+    Auto,
+    ImageNet,
+    Compact,
+}
+
+impl StemChoice {
+    /// The stem `model` is built with at `input_size` px.
+    pub fn resolve(self, input_size: usize, model: &str) -> Stem {
+        match self {
+            StemChoice::ImageNet => Stem::ImageNet,
+            StemChoice::Compact => Stem::Compact,
+            StemChoice::Auto => {
+                // An unknown name is reported when the model is built.
+                let mobile = semiclass_models::find(model)
+                    .is_ok_and(|e| COMPACT_WHEN_SMALL.contains(&e.family));
+                if mobile && input_size <= COMPACT_STEM_MAX_INPUT {
+                    Stem::Compact
+                } else {
+                    Stem::ImageNet
+                }
+            }
+        }
+    }
+}
+
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +133,10 @@ pub struct ModelTrainConfig {
     /// timm or seed name (`semiclass models` lists them).
     pub model: String,
     pub input_size: usize,
+    /// How much the stem shrinks the image (`semiclass_models::Stem`):
+    /// `auto` makes MobileNetV3's and LCNet's stems compact up to
+    /// [`COMPACT_STEM_MAX_INPUT`] px.
+    pub stem: StemChoice,
     /// Class count; checked against label.txt when given.
     pub num_classes: Option<usize>,
     /// A local `.safetensors` in timm's names.
@@ -134,6 +184,7 @@ impl Default for ModelTrainConfig {
         ModelTrainConfig {
             model: "resnet18".into(),
             input_size: 32,
+            stem: StemChoice::Auto,
             num_classes: None,
             pretrained: None,
             resume: None,
@@ -360,6 +411,20 @@ impl Default for SmallConfig {
 mod tests {
     use super::*;
     use crate::config::resolve;
+
+    #[test]
+    fn auto_stem_is_compact_only_for_mobile_networks_on_small_inputs() {
+        let auto = |size, model| StemChoice::Auto.resolve(size, model);
+        assert_eq!(auto(32, "lcnet_050"), Stem::Compact);
+        assert_eq!(auto(64, "mobilenetv3_small_100"), Stem::Compact);
+        assert_eq!(auto(96, "lcnet_050"), Stem::ImageNet);
+        assert_eq!(auto(32, "resnet18"), Stem::ImageNet);
+        assert_eq!(auto(224, "vit_tiny_patch16_224"), Stem::ImageNet);
+        // Explicit choices are kept whatever the model.
+        assert_eq!(StemChoice::Compact.resolve(224, "resnet50"), Stem::Compact);
+        let cfg: TrainConfig = resolve(None, &["small.stem=imagenet".to_string()]).unwrap();
+        assert_eq!(cfg.small.train.stem, StemChoice::ImageNet);
+    }
 
     #[test]
     fn product_parameters_resolve_from_overrides() {

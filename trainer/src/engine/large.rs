@@ -39,6 +39,7 @@ pub fn build_network(
         input_size: cfg.input_size,
         drop_rate: cfg.drop_rate,
         drop_path_rate: cfg.drop_path_rate,
+        stem: cfg.stem.resolve(cfg.input_size, &cfg.model),
     };
     let mut net = Network::new(Model::new(&cfg.model, options)?, device);
     if let Some(path) = &cfg.pretrained {

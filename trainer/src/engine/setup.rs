@@ -67,7 +67,8 @@ pub fn network_from_checkpoint(
     device: Device,
 ) -> Result<(Network, CheckpointMeta), TrainError> {
     let (meta, tensors) = load_weights(path)?;
-    let options = ModelOptions::new(meta.num_classes, meta.input_size as usize);
+    let options =
+        ModelOptions::new(meta.num_classes, meta.input_size as usize).with_stem(meta.stem);
     let mut net = Network::new(Model::new(&meta.model, options)?, device);
     net.load_tensors(tensors, path)?;
     Ok((net, meta))

@@ -594,6 +594,7 @@ fn checkpoint_meta(
         model: net.model.entry.name.to_string(),
         num_classes: net.model.options.num_classes,
         input_size: ctx.data.transform.input_size,
+        stem: net.model.options.stem,
         class_names: ctx.data.classes.clone(),
         preprocess: ctx.data.transform.eval.clone(),
         role: ctx.role,

@@ -23,7 +23,7 @@ use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::CheckpointMeta;
 use semiclass_models::backend::{Init, ParamKind};
 use semiclass_models::registry::SEED_NAMES;
-use semiclass_models::{Model, ModelOptions};
+use semiclass_models::{Model, ModelOptions, Stem};
 use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
 use semiclass_trainer::checkpoint::save_checkpoint;
 use semiclass_trainer::nn::{Layout, Network};
@@ -152,7 +152,9 @@ fn center_head(net: &Network, x: &Tensor) {
 fn meta(model: &Model, preprocess: PreprocessSpec) -> CheckpointMeta {
     let names = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
     let size = model.options.input_size as u32;
-    CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test")
+    let mut meta = CheckpointMeta::untrained(model.entry.name, names, size, preprocess, "test");
+    meta.stem = model.options.stem;
+    meta
 }
 
 fn ort_env() -> &'static ort::environment::Environment {
@@ -251,8 +253,13 @@ fn check_proto(onnx: &OnnxModel, batch_norms: usize) {
 /// Exports a random `name` at `size` px and compares ONNX Runtime with tch
 /// on `images` real images.
 pub fn check_export(name: &str, size: usize, images: usize) {
+    check_export_with_stem(name, size, Stem::ImageNet, images);
+}
+
+fn check_export_with_stem(name: &str, size: usize, stem: Stem, images: usize) {
     tch::manual_seed(0);
-    let model = Model::new(name, ModelOptions::new(CLASS_NAMES.len(), size)).unwrap();
+    let options = ModelOptions::new(CLASS_NAMES.len(), size).with_stem(stem);
+    let model = Model::new(name, options).unwrap();
     let (mean, std) = (model.entry.mean, model.entry.std);
     let spec = PreprocessSpec::for_input(size as u32, mean, std);
     let x = inputs(&spec, images);
@@ -341,6 +348,15 @@ fn hgnetv2_export_matches_tch() {
 #[test]
 fn hgnet_export_matches_tch() {
     check_export("hgnet_tiny", 32, IMAGES);
+}
+
+#[test]
+fn compact_stems_export_matches_tch() {
+    // One model per way a stem is made compact: no max pool (ResNet, HGNet
+    // v1), a stride-1 first conv (LCNet), a stride-1 `stem3` (HGNetV2).
+    for name in ["resnet18", "lcnet_050", "hgnet_tiny", "hgnetv2_b0"] {
+        check_export_with_stem(name, 32, Stem::Compact, IMAGES);
+    }
 }
 
 #[test]
