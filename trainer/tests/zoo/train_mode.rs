@@ -10,10 +10,9 @@ use tch::{Device, Kind, Tensor};
 fn network(name: &str, size: usize, drop: f64) -> Network {
     tch::manual_seed(0);
     let options = ModelOptions {
-        num_classes: 5,
-        input_size: size,
         drop_rate: drop,
         drop_path_rate: drop,
+        ..ModelOptions::new(5, size)
     };
     Network::new(Model::new(name, options).unwrap(), Device::Cpu)
 }
