@@ -43,17 +43,21 @@ $semiclass eval "$small" --data "$dataset" --split test | tee "$root/runs/$run/s
 $semiclass mark "$large" "$nick-large" --note "make $name: large model"
 $semiclass mark "$small" "$nick-small" --note "make $name: small model"
 
-step "export: both as CPU packages (ONNX + ONNX Runtime + the offline SDK)"
+step "export: both as CPU packages (ONNX + ONNX Runtime + the offline SDK, the model encrypted), and for the server"
 $semiclass export "@$nick-small" --target cpu-x86_64 --out "$packages/small"
 $semiclass export "@$nick-large" --target cpu-x86_64 --out "$packages/large"
 small_zip=$(ls "$packages"/small/*.zip)
 large_zip=$(ls "$packages"/large/*.zip)
+# The server runs packages in clear (an SDK package's model opens only in
+# the SDK, with a license).
+$semiclass export "@$nick-small" --target cpu-x86_64 --without-sdk --out "$packages/serve-small"
+$semiclass export "@$nick-large" --target cpu-x86_64 --without-sdk --out "$packages/serve-large"
 
 step "the offline SDK: a serial bought, activated offline, a test image classified"
 scripts/sdk-demo.sh "$small_zip" "$vendor" "$image"
 
 step "serving: both packages over HTTP with an access token"
-scripts/serve-demo.sh "$image" "$small_zip" "$large_zip"
+scripts/serve-demo.sh "$image" "$packages"/serve-small/*.zip "$packages"/serve-large/*.zip
 
 step "summary ($variant)"
 accuracy() { sed -n 's/.*\(top-1 [0-9.]*%\).*/\1/p' "$1" | head -n 1; }

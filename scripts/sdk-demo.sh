@@ -29,6 +29,21 @@ if "${infer[@]}" predict "$image" 2>&1; then
     exit 1
 fi
 
+echo "== buyer: nor does the unzipped model open in a stock ONNX Runtime (it is encrypted)"
+if python3 - "$package/model/model.onnx" <<'PY' 2>&1
+import sys
+import onnxruntime
+try:
+    onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+except Exception as err:
+    print(f"onnxruntime refused it: {type(err).__name__}: {str(err).splitlines()[0][:120]}")
+    sys.exit(1)
+PY
+then
+    echo "a stock ONNX Runtime loaded the packaged model" >&2
+    exit 1
+fi
+
 echo "== buyer: offline activation request"
 "${infer[@]}" activate --serial "$serial" --offline
 echo "== vendor: sign the request"

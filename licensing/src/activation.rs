@@ -17,7 +17,9 @@ use crate::check::{Environment, check_machine, check_time};
 use crate::error::LicenseError;
 use crate::fingerprint::Fingerprint;
 use crate::license::{LicensePayload, SignedLicense};
+use crate::machine_key;
 use crate::request::ActivationRequest;
+use crate::sealing::box_keypair;
 use crate::serial::Serial;
 
 /// The installed license.
@@ -26,6 +28,8 @@ pub const LICENSE_FILE: &str = "license.lic";
 pub const REQUEST_FILE: &str = "activation-request.json";
 /// The latest time seen, for clock rollback detection.
 pub const STATE_FILE: &str = "activation-state.json";
+/// This machine's key for the package's encrypted model, sealed to the machine.
+pub const MACHINE_KEY_FILE: &str = "activation-key.json";
 
 /// One package's activation folder.
 #[derive(Debug, Clone)]
@@ -60,8 +64,17 @@ impl ActivationDir {
         self.dir.join(STATE_FILE)
     }
 
-    /// Starts an activation: writes a new request (replacing a pending one)
-    /// and returns it, to be sent online or carried to the vendor as a file.
+    /// Path of this machine's sealed key.
+    pub fn machine_key_path(&self) -> PathBuf {
+        self.dir.join(MACHINE_KEY_FILE)
+    }
+
+    /// Starts an activation: makes this machine's key for the package
+    /// (kept here, sealed to the machine), writes a new request carrying
+    /// its public half (replacing a pending one) and returns the request,
+    /// to be sent online or carried to the vendor as a file. An installed
+    /// license keeps working until the new one replaces it: its key is
+    /// replaced only then.
     pub fn begin(
         &self,
         serial: Serial,
@@ -69,9 +82,26 @@ impl ActivationDir {
         machine: &Fingerprint,
         now: u64,
     ) -> Result<ActivationRequest, LicenseError> {
-        let request = ActivationRequest::new(serial, package_id, machine, now);
+        let (secret, public) = box_keypair();
+        machine_key::store(&self.pending_key_path(), package_id, machine, &secret)?;
+        let request = ActivationRequest::new(serial, package_id, machine, &public, now);
         write_atomic(&self.request_path(), request.to_json().as_bytes())?;
         Ok(request)
+    }
+
+    /// The key of the pending request, until its license is installed.
+    fn pending_key_path(&self) -> PathBuf {
+        self.dir.join(format!("pending-{MACHINE_KEY_FILE}"))
+    }
+
+    /// This machine's key for `package_id`, opened with the machine's
+    /// identifiers.
+    pub(crate) fn machine_secret(
+        &self,
+        package_id: &str,
+        machine: &Fingerprint,
+    ) -> Result<x25519_dalek::StaticSecret, LicenseError> {
+        machine_key::load(&self.machine_key_path(), package_id, machine)
     }
 
     /// Installs the license that answers the pending request, after checking
@@ -95,6 +125,13 @@ impl ActivationDir {
         }
         check_machine(&payload, &pending.machine()?)?;
         check_time(&payload, env, self.latest_seen()?)?;
+        // The license seals the model's key to the pending request's key:
+        // the two are installed together.
+        let pending_key = self.pending_key_path();
+        if pending_key.exists() {
+            fs::rename(&pending_key, self.machine_key_path())
+                .map_err(|e| LicenseError::io(&pending_key, e))?;
+        }
         write_atomic(&self.license_path(), license_text.as_bytes())?;
         self.record_time(env.now)?;
         remove_if_present(&self.request_path())?;
@@ -145,7 +182,7 @@ impl ActivationDir {
 
 /// Writes through a temporary file and a rename, so a crash or a second
 /// process never leaves half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LicenseError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LicenseError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| LicenseError::io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");

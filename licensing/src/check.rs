@@ -3,7 +3,8 @@
 //! run? [`verify_package`] answers it in the order of DESIGN.md section 8:
 //! the files against the manifest (the one package reader,
 //! `semiclass-package`), then the license's signature, package, model
-//! hash, machine, dates and clock.
+//! hash, machine, dates and clock; last, an encrypted model is decrypted
+//! with the key the license sealed to this machine.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,7 @@ use crate::error::LicenseError;
 use crate::fingerprint::{Fingerprint, FingerprintSource, SystemProbe};
 use crate::keyring::{Keyring, KeyringError};
 use crate::license::{LicensePayload, SignedLicense};
+use crate::sealing::{ContentKey, SealError, decrypt_model, machine_key_context, open_content_key};
 
 /// How far the clock may go back (or lag behind the issuer's) before it
 /// counts as set back: a day absorbs clock corrections and skew between
@@ -59,8 +61,10 @@ pub struct VerifiedPackage {
     pub license: LicensePayload,
     /// The ONNX model file, for messages.
     pub model_path: PathBuf,
-    /// The model's bytes exactly as hashed: load these, not the file again,
-    /// so the model cannot be swapped after the check.
+    /// The ONNX model: the bytes exactly as hashed, decrypted when the
+    /// package's model is encrypted. Load these, not the file again, so the
+    /// model cannot be swapped after the check and never lies decrypted on
+    /// disk.
     pub model: Vec<u8>,
     /// The ONNX Runtime library the package ships (hashed with the rest).
     pub runtime_library: Option<PathBuf>,
@@ -107,22 +111,64 @@ pub fn verify_package(
         }
         .into());
     }
-    check_machine(
-        &license,
-        &env.machine
-            .fingerprint(manifest.target)
-            .map_err(LicenseError::from)?,
-    )?;
+    let machine = env
+        .machine
+        .fingerprint(manifest.target)
+        .map_err(LicenseError::from)?;
+    check_machine(&license, &machine)?;
     check_time(&license, env, activation.latest_seen()?)?;
     activation.record_time(env.now)?;
     let runtime_library = package.runtime_library();
+    let stored = package.into_stored_model();
+    let model = match &manifest.model.encryption {
+        None => stored,
+        Some(encryption) => {
+            let key = model_key(
+                &license,
+                &sha256,
+                activation,
+                &manifest.package_id,
+                &machine,
+            )?;
+            decrypt_model(&stored, encryption, &key).map_err(model_key_error)?
+        }
+    };
     Ok(VerifiedPackage {
         manifest,
         license,
         model_path,
-        model: package.into_stored_model(),
+        model,
         runtime_library,
     })
+}
+
+/// The content key of the model file `model_sha256`, opened with this
+/// machine's key.
+fn model_key(
+    license: &LicensePayload,
+    model_sha256: &str,
+    activation: &ActivationDir,
+    package_id: &str,
+    machine: &Fingerprint,
+) -> Result<ContentKey, LicenseError> {
+    let licensed = license
+        .model_keys
+        .iter()
+        .find(|k| k.model_sha256 == model_sha256)
+        .ok_or(LicenseError::NoModelKey)?;
+    let secret = activation.machine_secret(package_id, machine)?;
+    open_content_key(
+        &secret,
+        &licensed.sealed,
+        &machine_key_context(model_sha256),
+    )
+    .map_err(model_key_error)
+}
+
+fn model_key_error(err: SealError) -> LicenseError {
+    LicenseError::ModelKey {
+        reason: err.to_string(),
+    }
 }
 
 /// Whether `machine` is the one the license was activated on.

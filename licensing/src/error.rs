@@ -61,6 +61,16 @@ pub enum LicenseError {
         needed: usize,
         total: usize,
     },
+    #[error("{path}: this activation's machine key cannot be opened: {reason}; activate this package again (`infer activate --serial ...`)", path = path.display())]
+    MachineKey { path: PathBuf, reason: String },
+    #[error(
+        "the license carries no key for this package's encrypted model (it answers an activation made by an older SDK): activate this package again"
+    )]
+    NoModelKey,
+    #[error(
+        "the model cannot be decrypted ({reason}): reinstall the package as it was shipped and activate again"
+    )]
+    ModelKey { reason: String },
     #[error("cannot identify this machine: {0}")]
     Fingerprint(#[from] FingerprintError),
     #[error("license expired at {}: renew it with the vendor", rfc3339_utc(*.expires))]

@@ -48,7 +48,7 @@ impl ComponentKind {
         }
     }
 
-    fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             ComponentKind::MachineId => "machine-id",
             ComponentKind::ProductUuid => "product-uuid",

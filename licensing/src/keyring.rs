@@ -104,6 +104,11 @@ impl Keyring {
         self.keys.get(key_id)
     }
 
+    /// Every trusted key with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &VerifyingKey)> {
+        self.keys.iter().map(|(id, key)| (id.as_str(), key))
+    }
+
     /// Whether no key is trusted (a build whose vendor never ran keygen).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

@@ -22,10 +22,12 @@ mod error;
 pub mod fingerprint;
 mod keyring;
 mod license;
+mod machine_key;
 mod request;
+pub mod sealing;
 mod serial;
 
-pub use activation::{ActivationDir, LICENSE_FILE, REQUEST_FILE, STATE_FILE};
+pub use activation::{ActivationDir, LICENSE_FILE, MACHINE_KEY_FILE, REQUEST_FILE, STATE_FILE};
 pub use check::{
     CheckError, DEFAULT_CLOCK_TOLERANCE_S, Environment, VerifiedPackage, unix_now, verify_package,
 };
@@ -36,8 +38,8 @@ pub use fingerprint::{
 };
 pub use keyring::{Keyring, KeyringError, PublicKeyEntry, key_id};
 pub use license::{
-    ARMOR_BEGIN, ARMOR_END, LicensePayload, PAYLOAD_FORMAT, SIGNING_DOMAIN, SignedLicense,
-    signing_message,
+    ARMOR_BEGIN, ARMOR_END, LicensePayload, LicensedModelKey, PAYLOAD_FORMAT, SIGNING_DOMAIN,
+    SignedLicense, signing_message,
 };
 pub use request::{ActivationRequest, REQUEST_FORMAT, RequestError};
 pub use serial::{Serial, SerialError};

@@ -7,6 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::Signature;
+use semiclass_manifest::package::SealedBox;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LicenseError;
@@ -21,8 +22,11 @@ pub const ARMOR_END: &str = "-----END SEMICLASS LICENSE-----";
 /// Prefixed to the payload before signing, so that a signature made for
 /// anything else with the same key can never pass as a license.
 pub const SIGNING_DOMAIN: &[u8] = b"semiclass license v1\0";
-/// The payload format written by this code (2: the manifest is signed).
-pub const PAYLOAD_FORMAT: u32 = 2;
+/// The payload format written by this code (2: the manifest is signed;
+/// 3: the model's content key).
+pub const PAYLOAD_FORMAT: u32 = 3;
+/// The oldest payload format still read (licenses of packages in clear).
+const OLDEST_PAYLOAD_FORMAT: u32 = 2;
 const ARMOR_WIDTH: usize = 64;
 
 /// What the vendor signs.
@@ -39,12 +43,25 @@ pub struct LicensePayload {
     /// edited one is refused like an edited model.
     pub manifest_sha256s: Vec<String>,
     pub machine: MachineBinding,
+    /// The content key of every encrypted model file this license lets
+    /// run, sealed to the activated machine's key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_keys: Vec<LicensedModelKey>,
     /// The nonce of the activation request this license answers.
     pub nonce: String,
     /// Unix seconds.
     pub issued: u64,
     /// Unix seconds; `None` for a license that does not expire.
     pub expires: Option<u64>,
+}
+
+/// The content key of one encrypted model file, for one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicensedModelKey {
+    /// sha256 of the encrypted model file (as in the manifest).
+    pub model_sha256: String,
+    pub sealed: SealedBox,
 }
 
 /// The message a license signature covers.
@@ -127,9 +144,9 @@ impl SignedLicense {
             .map_err(|_| LicenseError::BadSignature)?;
         let payload: LicensePayload = serde_json::from_slice(&self.payload)
             .map_err(|e| LicenseError::Payload(e.to_string()))?;
-        if payload.format != PAYLOAD_FORMAT {
+        if !(OLDEST_PAYLOAD_FORMAT..=PAYLOAD_FORMAT).contains(&payload.format) {
             return Err(LicenseError::Payload(format!(
-                "format {} is not {PAYLOAD_FORMAT}",
+                "format {} is not {OLDEST_PAYLOAD_FORMAT} to {PAYLOAD_FORMAT}",
                 payload.format
             )));
         }
@@ -192,6 +209,7 @@ mod tests {
             model_sha256s: vec!["ab".repeat(32)],
             manifest_sha256s: vec!["cd".repeat(32)],
             machine: MachineBinding::most(&machine),
+            model_keys: Vec::new(),
             nonce: "00".repeat(16),
             issued: 1_700_000_000,
             expires: None,

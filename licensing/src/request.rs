@@ -1,16 +1,20 @@
 //! Activation requests: what a machine sends to the vendor (as a file for
 //! offline activation, as the body of `/v1/activate` online). No secrets:
-//! the serial, the package, the hashed fingerprint, a fresh nonce and the
+//! the serial, the package, the hashed fingerprint, the public half of the
+//! machine's key for the package's encrypted model, a fresh nonce and the
 //! time. The license that answers it repeats the nonce.
 
 use serde::{Deserialize, Serialize};
+use x25519_dalek::PublicKey;
 
-use crate::digest::random_hex;
+use crate::digest::{hex, random_hex};
 use crate::fingerprint::{Component, Fingerprint, FingerprintError};
 use crate::serial::Serial;
 
-/// The request format written by this code.
-pub const REQUEST_FORMAT: u32 = 1;
+/// The request format written by this code (2: the machine's public key).
+pub const REQUEST_FORMAT: u32 = 2;
+/// The oldest format still read: an SDK without encrypted models.
+const OLDEST_REQUEST_FORMAT: u32 = 1;
 
 /// One activation request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +24,10 @@ pub struct ActivationRequest {
     pub serial: Serial,
     pub package_id: String,
     pub fingerprint: Vec<Component>,
+    /// The X25519 public key (hex) the license seals the model's key to;
+    /// absent in a format-1 request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_key: Option<String>,
     /// 16 random bytes, hex: ties the license to this request.
     pub nonce: String,
     /// Unix seconds on the requesting machine (informative only).
@@ -32,9 +40,11 @@ pub enum RequestError {
     #[error("activation request is not valid JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
     #[error(
-        "activation request format {found} is not {REQUEST_FORMAT}: use a matching version of the SDK and the issuer"
+        "activation request format {found} is not {OLDEST_REQUEST_FORMAT} to {REQUEST_FORMAT}: use a matching version of the SDK and the issuer"
     )]
     Format { found: u32 },
+    #[error("activation request machine key is not 64 lowercase hex digits of a usable X25519 key")]
+    MachineKey,
     #[error("activation request fingerprint: {0}")]
     Fingerprint(#[from] FingerprintError),
     #[error("activation request nonce is not 32 lowercase hex digits")]
@@ -49,6 +59,7 @@ impl ActivationRequest {
         serial: Serial,
         package_id: &str,
         fingerprint: &Fingerprint,
+        machine_key: &PublicKey,
         now: u64,
     ) -> ActivationRequest {
         ActivationRequest {
@@ -56,6 +67,7 @@ impl ActivationRequest {
             serial,
             package_id: package_id.to_string(),
             fingerprint: fingerprint.components().to_vec(),
+            machine_key: Some(hex(machine_key.as_bytes())),
             nonce: random_hex(16),
             time: now,
         }
@@ -78,10 +90,25 @@ impl ActivationRequest {
         Fingerprint::from_components(self.fingerprint.clone())
     }
 
+    /// The machine's public key, when the request carries one.
+    pub fn machine_public_key(&self) -> Result<Option<PublicKey>, RequestError> {
+        let Some(text) = &self.machine_key else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] =
+            crate::sealing::unhex(text, "machine key").map_err(|_| RequestError::MachineKey)?;
+        Ok(Some(PublicKey::from(bytes)))
+    }
+
     fn check(&self) -> Result<(), RequestError> {
-        if self.format != REQUEST_FORMAT {
+        if !(OLDEST_REQUEST_FORMAT..=REQUEST_FORMAT).contains(&self.format) {
             return Err(RequestError::Format { found: self.format });
         }
+        // Format 2 always names the key; format 1 never does.
+        if (self.format == REQUEST_FORMAT) != self.machine_key.is_some() {
+            return Err(RequestError::MachineKey);
+        }
+        self.machine_public_key()?;
         if self.package_id.trim().is_empty() {
             return Err(RequestError::Package);
         }
@@ -107,10 +134,12 @@ mod tests {
         let machine =
             Fingerprint::from_raw([(ComponentKind::MachineId, "m1"), (ComponentKind::Mac, "aa")])
                 .unwrap();
+        let (_, public) = crate::sealing::box_keypair();
         ActivationRequest::new(
             Serial::from_entropy(&[3; 12]),
             "pkg-1",
             &machine,
+            &public,
             1_700_000_000,
         )
     }
@@ -142,6 +171,21 @@ mod tests {
             ),
             "{err}"
         );
+        let mut no_key = request();
+        no_key.machine_key = None;
+        assert!(matches!(
+            ActivationRequest::from_json(&no_key.to_json()),
+            Err(RequestError::MachineKey)
+        ));
+        let mut bad_key = request();
+        bad_key.machine_key = Some("zz".repeat(32));
+        assert!(matches!(
+            ActivationRequest::from_json(&bad_key.to_json()),
+            Err(RequestError::MachineKey)
+        ));
+        let mut old = no_key;
+        old.format = 1;
+        assert_eq!(ActivationRequest::from_json(&old.to_json()).unwrap(), old);
         let extra = request().to_json().replacen('{', "{\"secret\": 1,", 1);
         assert!(matches!(
             ActivationRequest::from_json(&extra),

@@ -10,8 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::PreprocessSpec;
 use crate::checkpoint::Role;
 
-/// The version written by this code; readers refuse newer ones.
-pub const PACKAGE_FORMAT_VERSION: u32 = 1;
+/// The newest version this code reads and writes; readers refuse newer
+/// ones. Version 2 adds [`PackagedModel::encryption`]: a package whose model
+/// is encrypted is written as version 2, so that an older reader refuses it
+/// with "use a newer semiclass" instead of handing ONNX Runtime ciphertext;
+/// a package in clear is still written as version 1.
+pub const PACKAGE_FORMAT_VERSION: u32 = 2;
+/// The version of a package whose model is in clear.
+pub const CLEAR_PACKAGE_FORMAT_VERSION: u32 = 1;
 
 /// The file name of the manifest at the root of a package.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -69,6 +75,47 @@ pub struct PackagedModel {
     pub output_name: String,
     /// sha256 of the checkpoint the model was exported from.
     pub checkpoint_sha256: String,
+    /// How the model file is encrypted; `None` for a model in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<ModelEncryption>,
+}
+
+/// The model file of an SDK package is the ONNX model encrypted with a
+/// content key of its own; the key travels only sealed: here to the
+/// vendor's keys (so the issuer can put it in licenses), in a license to
+/// the one activated machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEncryption {
+    /// The AEAD, [`MODEL_CIPHER`].
+    pub cipher: String,
+    /// The AEAD nonce, lowercase hex.
+    pub nonce: String,
+    /// The content key sealed to each vendor key that may issue licenses.
+    pub vendor_keys: Vec<VendorSealedKey>,
+}
+
+/// The only model cipher written and read.
+pub const MODEL_CIPHER: &str = "chacha20-poly1305";
+
+/// The content key sealed to one vendor key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorSealedKey {
+    /// The id of the vendor's signing key (as in the keyring).
+    pub key_id: String,
+    pub sealed: SealedBox,
+}
+
+/// A secret sealed to one X25519 public key: an ephemeral X25519 key, the
+/// shared secret through HKDF-SHA256, then ChaCha20-Poly1305 (ECIES).
+/// Every field is lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedBox {
+    pub ephemeral_public: String,
+    pub nonce: String,
+    pub ciphertext: String,
 }
 
 /// The ONNX Runtime shipped in the package.

@@ -2,7 +2,10 @@
 
 use std::path::{Component, Path};
 
-use semiclass_manifest::package::{MANIFEST_FILE, PACKAGE_FORMAT_VERSION, PackageManifest};
+use semiclass_manifest::package::{
+    CLEAR_PACKAGE_FORMAT_VERSION, MANIFEST_FILE, MODEL_CIPHER, PACKAGE_FORMAT_VERSION,
+    PackageManifest,
+};
 
 use crate::PackageError;
 use crate::source::Source;
@@ -83,6 +86,32 @@ fn problems(manifest: &PackageManifest) -> Vec<String> {
             "preprocessing crops {} px but the model takes {} px",
             model.preprocess.crop, model.input_size
         ));
+    }
+    problems.extend(encryption_problems(manifest));
+    problems
+}
+
+/// An encrypted model needs the format that says so and the one cipher;
+/// the sealed keys' own bytes are checked when they are opened.
+fn encryption_problems(manifest: &PackageManifest) -> Vec<String> {
+    let Some(encryption) = &manifest.model.encryption else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if manifest.format_version <= CLEAR_PACKAGE_FORMAT_VERSION {
+        problems.push(format!(
+            "the model is encrypted but the format version is {}",
+            manifest.format_version
+        ));
+    }
+    if encryption.cipher != MODEL_CIPHER {
+        problems.push(format!(
+            "the model's cipher {:?} is not {MODEL_CIPHER}",
+            encryption.cipher
+        ));
+    }
+    if encryption.vendor_keys.is_empty() {
+        problems.push("the model is encrypted to no vendor key".into());
     }
     problems
 }

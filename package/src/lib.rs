@@ -60,6 +60,11 @@ pub enum PackageError {
         problems: Vec<String>,
     },
     #[error(
+        "{path}: the model is encrypted for the offline SDK and opens only there, with a license; to serve it or load it with your own ONNX Runtime code, export the package with --without-sdk",
+        path = path.display()
+    )]
+    Encrypted { path: PathBuf },
+    #[error(
         "{path}: already exists; remove it, choose another --out folder, or pass --force to replace it",
         path = path.display()
     )]

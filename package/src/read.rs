@@ -58,9 +58,15 @@ impl Package {
     }
 
     /// The ONNX model's bytes, exactly as they were hashed: give these to
-    /// ONNX Runtime rather than reading the file again.
+    /// ONNX Runtime rather than reading the file again. An encrypted model
+    /// (an SDK package's) is refused: only the SDK, with a license, opens it.
     pub fn model_bytes(&self) -> Result<&[u8], PackageError> {
-        Ok(&self.model)
+        match self.manifest.model.encryption {
+            Some(_) => Err(PackageError::Encrypted {
+                path: self.model_path.clone(),
+            }),
+            None => Ok(&self.model),
+        }
     }
 
     /// The model file's bytes as stored in the package, as hashed.
@@ -166,6 +172,7 @@ mod tests {
                 input_name: "input".into(),
                 output_name: "logits".into(),
                 checkpoint_sha256: "00".repeat(32),
+                encryption: None,
             },
             runtime: PackagedRuntime {
                 version: "1.2.3".into(),

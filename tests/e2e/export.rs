@@ -66,10 +66,23 @@ fn a_checkpoint_exports_to_a_package_that_runs_on_its_own_runtime() {
         args.extend(extra);
         semiclass(&args)
     };
+    // With the SDK the model is encrypted to the vendor's keys: an empty
+    // keyring is refused, saying where keys come from.
+    let empty = runs.path().join("empty-keyring.json");
+    std::fs::write(&empty, "[]").unwrap();
+    let keyless = export("cpu-x86_64", &["--keyring", empty.to_str().unwrap()]);
+    assert_eq!(keyless.code, 2, "{}", keyless.all());
+    assert!(
+        keyless.stderr.contains("semiclass-license keygen"),
+        "{}",
+        keyless.stderr
+    );
+    let vendor = crate::sdk::Vendor::new(runs.path());
+    let keyring = vendor.keyring.to_str().unwrap();
     // The SDK next to this test build has test hooks, which would let anyone
     // unlock the package: the exporter refuses to ship it. (sdk.rs packages
     // it on purpose, through the library.)
-    let hooked = export("cpu-x86_64", &[]);
+    let hooked = export("cpu-x86_64", &["--keyring", keyring]);
     assert_eq!(hooked.code, 2, "{}", hooked.all());
     assert!(
         hooked.stderr.contains("test hooks") && hooked.stderr.contains("cargo build --release"),

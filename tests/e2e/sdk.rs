@@ -97,7 +97,7 @@ fn evaluated(data: &Path, checkpoint: &Path, out: &Path) -> BTreeMap<PathBuf, us
 
 /// The package of `checkpoint` with the SDK of this test build (whose test
 /// hooks let the test trust its own vendor key), unpacked.
-fn exported_with_sdk(checkpoint: &Path, work: &Path) -> PathBuf {
+fn exported_with_sdk(checkpoint: &Path, work: &Path, vendor: &Vendor) -> PathBuf {
     let infer = binary("infer");
     let version = ok(run(Command::new(&infer).arg("--version"))).stdout;
     assert!(
@@ -118,6 +118,7 @@ fn exported_with_sdk(checkpoint: &Path, work: &Path) -> PathBuf {
             out_dir: &work.join("packages"),
             runtime_dir: None,
             sdk: Some(&SdkBuild::with_test_hooks(build)),
+            vendor_keys: Some(&vendor.trusted()),
             replace: false,
         },
     )
@@ -125,18 +126,19 @@ fn exported_with_sdk(checkpoint: &Path, work: &Path) -> PathBuf {
     assert!(built.manifest.license.required);
     let dir = work.join("package");
     semiclass_package::unpack(&built.path, &dir).unwrap();
+    assert_stock_onnx_runtime_cannot_open(&dir);
     dir
 }
 
 /// The vendor's side: a signing key, its keyring and the issuer database.
-struct Vendor {
+pub(crate) struct Vendor {
     key: PathBuf,
-    keyring: PathBuf,
+    pub(crate) keyring: PathBuf,
     db: PathBuf,
 }
 
 impl Vendor {
-    fn new(dir: &Path) -> Vendor {
+    pub(crate) fn new(dir: &Path) -> Vendor {
         let vendor = Vendor {
             key: dir.join("vendor.key"),
             keyring: dir.join("keyring.json"),
@@ -152,6 +154,12 @@ impl Vendor {
         vendor
     }
 
+    /// The keyring an SDK trusting this vendor carries.
+    fn trusted(&self) -> semiclass_exporter::package::Keyring {
+        let text = std::fs::read_to_string(&self.keyring).unwrap();
+        semiclass_exporter::package::Keyring::from_json(&text).unwrap()
+    }
+
     /// `semiclass-license --db DB ARGS...`
     fn license(&self, args: &[&str]) -> Run {
         ok(run(command("semiclass-license")
@@ -159,6 +167,25 @@ impl Vendor {
             .arg(&self.db)
             .args(args)))
     }
+}
+
+/// The attack of issue 16: unzip the package and load its model file with
+/// the ONNX Runtime it ships, no SDK, no license. The file is ciphertext:
+/// ONNX Runtime refuses it.
+fn assert_stock_onnx_runtime_cannot_open(unpacked: &Path) {
+    let package = semiclass_package::Package::open(unpacked).unwrap();
+    let library = unpacked.join(&package.manifest.runtime.library);
+    let env = ort::init_from(library)
+        .expect("the packaged library loads")
+        .build()
+        .expect("environment");
+    let loaded = ort::session::Session::builder(&env)
+        .unwrap()
+        .commit_from_memory(package.stored_model());
+    assert!(
+        loaded.is_err(),
+        "stock ONNX Runtime loaded the packaged model"
+    );
 }
 
 /// `bin/infer` of the package, trusting `vendor`'s key, keeping its
@@ -183,8 +210,8 @@ fn an_exported_model_activated_offline_predicts_what_eval_measured() {
         classes.len() >= 5,
         "a model that learnt little: {classes:?}"
     );
-    let package = exported_with_sdk(&checkpoint, work);
     let vendor = Vendor::new(work);
+    let package = exported_with_sdk(&checkpoint, work, &vendor);
     let activations = work.join("activations");
     let manifest = package.join("manifest.json");
     let images: Vec<&str> = eval.keys().map(|p| p.to_str().unwrap()).collect();

@@ -19,6 +19,7 @@ use semiclass_manifest::package::Target;
 
 use crate::ExportError;
 
+pub use semiclass_licensing::Keyring;
 pub use semiclass_manifest::package::package_file_name;
 pub use semiclass_package::Package;
 pub use semiclass_sdk_layout::SdkBuild;
@@ -54,11 +55,23 @@ pub enum PackageError {
     },
     #[error(transparent)]
     Sdk(#[from] semiclass_sdk_layout::LayoutError),
+    #[error(
+        "a package with the SDK encrypts its model to the vendor's license keys, and this build has none: make one with `semiclass-license keygen --keyring FILE`, then build with SEMICLASS_LICENSE_KEYRING=FILE (make demo does) or pass --keyring FILE; or export --without-sdk for a server"
+    )]
+    NoVendorKey,
+    #[error("the model could not be encrypted: {0}")]
+    Encrypt(String),
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use ed25519_dalek::SigningKey;
+    use semiclass_licensing::Keyring;
+    use semiclass_licensing::sealing::{
+        VENDOR_KEY_CONTEXT, decrypt_model, open_content_key, vendor_box_secret,
+    };
 
     use super::*;
     use crate::testing;
@@ -76,7 +89,23 @@ mod tests {
         capi
     }
 
+    /// The vendor of the tests' SDK packages.
+    fn vendor() -> SigningKey {
+        SigningKey::from_bytes(&[4; 32])
+    }
+
     fn build(dir: &Path, sdk: Option<&SdkBuild>, replace: bool) -> Result<Built, PackageError> {
+        let mut keys = Keyring::default();
+        keys.insert(vendor().verifying_key());
+        build_with_keys(dir, sdk, Some(&keys), replace)
+    }
+
+    fn build_with_keys(
+        dir: &Path,
+        sdk: Option<&SdkBuild>,
+        vendor_keys: Option<&Keyring>,
+        replace: bool,
+    ) -> Result<Built, PackageError> {
         let ckpt = dir.join("lcnet_050.safetensors");
         if !ckpt.exists() {
             testing::checkpoint(dir, "lcnet_050", 32);
@@ -89,6 +118,7 @@ mod tests {
                 out_dir: &dir.join("out"),
                 runtime_dir: Some(&runtime),
                 sdk,
+                vendor_keys,
                 replace,
             },
         )
@@ -182,6 +212,9 @@ mod tests {
         assert!(!example.contains("{{"), "{example}");
         let modes = zip_modes(&built.path);
         assert_eq!(modes["bin/infer"] & 0o777, 0o755);
+        assert_model_is_encrypted_to_the_vendor(&package, dir.path());
+        let err = build_with_keys(dir.path(), Some(&SdkBuild::shipping(&sdk)), None, true);
+        assert!(matches!(err, Err(PackageError::NoVendorKey)), "{err:?}");
         assert_eq!(modes["README.md"] & 0o777, 0o644);
 
         // A `cargo test` build of the SDK (its test hooks unlock any package) is refused.
@@ -202,6 +235,31 @@ mod tests {
             err.contains("cargo build --release -p semiclass-sdk"),
             "{err}"
         );
+    }
+
+    /// The model file is not the model: only the vendor's key opens its
+    /// content key, which decrypts it to what the exporter made.
+    fn assert_model_is_encrypted_to_the_vendor(package: &Package, dir: &Path) {
+        let onnx = crate::export_checkpoint(&dir.join("lcnet_050.safetensors"))
+            .unwrap()
+            .bytes;
+        let m = &package.manifest;
+        assert_eq!(m.format_version, 2);
+        let encryption = m
+            .model
+            .encryption
+            .as_ref()
+            .expect("an SDK package is encrypted");
+        let stored = package.read(MODEL_PATH).unwrap();
+        assert_ne!(stored, onnx);
+        assert!(matches!(
+            package.model_bytes(),
+            Err(semiclass_package::PackageError::Encrypted { .. })
+        ));
+        let sealed = &encryption.vendor_keys[0].sealed;
+        let key = open_content_key(&vendor_box_secret(&vendor()), sealed, VENDOR_KEY_CONTEXT);
+        let opened = decrypt_model(&stored, encryption, &key.unwrap()).unwrap();
+        assert_eq!(opened, onnx);
     }
 
     fn zip_modes(zip: &Path) -> std::collections::BTreeMap<String, u32> {

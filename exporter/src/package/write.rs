@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use semiclass_licensing::Keyring;
+use semiclass_licensing::sealing::encrypt_model;
 use semiclass_manifest::checkpoint::rfc3339_utc;
 use semiclass_manifest::checkpoint_file::{read_meta, sha256_hex};
 use semiclass_manifest::package::{
-    LicenseRequirement, PACKAGE_FORMAT_VERSION, PackageManifest, PackagedModel, PackagedRuntime,
-    Target, package_file_name,
+    CLEAR_PACKAGE_FORMAT_VERSION, LicenseRequirement, ModelEncryption, PACKAGE_FORMAT_VERSION,
+    PackageManifest, PackagedModel, PackagedRuntime, Target, package_file_name,
 };
 use semiclass_package::{Content, Entry, write_zip};
 use semiclass_sdk_layout::{Facts, SdkBuild, model_only_readme, package_files};
@@ -34,6 +36,11 @@ pub struct PackageRequest<'a> {
     /// package is the model and its runtime (for a server, or the user's own
     /// ONNX Runtime code).
     pub sdk: Option<&'a SdkBuild>,
+    /// With an SDK, the vendor keys the model's content key is sealed to:
+    /// the model file is encrypted, and only a license signed by one of
+    /// these keys opens it. Usually the keyring compiled into the SDK build
+    /// (`Keyring::builtin`). Not used without an SDK.
+    pub vendor_keys: Option<&'a Keyring>,
     /// Replace an existing zip of the same name instead of refusing.
     pub replace: bool,
 }
@@ -54,6 +61,9 @@ pub fn build_package(checkpoint: &Path, req: &PackageRequest) -> Result<Built, P
     let meta = read_meta(checkpoint).map_err(crate::ExportError::from)?;
     destination(&meta.model, req)?;
     find_runtime(req.target, &runtime_dir(req.target, req.runtime_dir)?)?;
+    if req.sdk.is_some() {
+        sealing_keys(req)?;
+    }
     write_package(&export_checkpoint(checkpoint)?, req)
 }
 
@@ -62,10 +72,15 @@ pub fn build_package(checkpoint: &Path, req: &PackageRequest) -> Result<Built, P
 pub fn write_package(onnx: &OnnxModel, req: &PackageRequest) -> Result<Built, PackageError> {
     let runtime = find_runtime(req.target, &runtime_dir(req.target, req.runtime_dir)?)?;
     let dest = destination(&onnx.meta.model, req)?;
-    let manifest = manifest(req, onnx, &runtime);
+    let mut manifest = manifest(req, onnx, &runtime);
+    let (encryption, model_file) = model_file(onnx, req)?;
+    if encryption.is_some() {
+        manifest.format_version = PACKAGE_FORMAT_VERSION;
+    }
+    manifest.model.encryption = encryption;
     let mut entries = vec![Entry {
         path: MODEL_PATH.into(),
-        content: Content::Bytes(onnx.bytes.clone()),
+        content: Content::Bytes(model_file),
         executable: false,
     }];
     entries.extend(runtime_entries(&runtime));
@@ -79,6 +94,27 @@ pub fn write_package(onnx: &OnnxModel, req: &PackageRequest) -> Result<Built, Pa
         manifest,
         fold: onnx.fold.clone(),
     })
+}
+
+/// The model file's bytes: an SDK package's model encrypted to the vendor
+/// keys, else the ONNX model as it is.
+fn model_file(
+    onnx: &OnnxModel,
+    req: &PackageRequest,
+) -> Result<(Option<ModelEncryption>, Vec<u8>), PackageError> {
+    if req.sdk.is_none() {
+        return Ok((None, onnx.bytes.clone()));
+    }
+    let (encryption, bytes) = encrypt_model(&onnx.bytes, sealing_keys(req)?)
+        .map_err(|e| PackageError::Encrypt(e.to_string()))?;
+    Ok((Some(encryption), bytes))
+}
+
+/// The vendor keys an SDK package's model is sealed to.
+fn sealing_keys<'a>(req: &PackageRequest<'a>) -> Result<&'a Keyring, PackageError> {
+    req.vendor_keys
+        .filter(|keys| !keys.is_empty())
+        .ok_or(PackageError::NoVendorKey)
 }
 
 /// Where the package of `arch` goes; refused when it exists and may not
@@ -134,7 +170,7 @@ fn manifest(req: &PackageRequest, onnx: &OnnxModel, runtime: &Runtime) -> Packag
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     PackageManifest {
-        format_version: PACKAGE_FORMAT_VERSION,
+        format_version: CLEAR_PACKAGE_FORMAT_VERSION,
         package_id: format!("{}-{}-{}", meta.model, req.target, &model_sha[..8]),
         target: req.target,
         model: PackagedModel {
@@ -148,6 +184,7 @@ fn manifest(req: &PackageRequest, onnx: &OnnxModel, runtime: &Runtime) -> Packag
             input_name: INPUT_NAME.into(),
             output_name: OUTPUT_NAME.into(),
             checkpoint_sha256: onnx.checkpoint_sha256.clone(),
+            encryption: None,
         },
         runtime: PackagedRuntime {
             version: runtime.version.clone(),

@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, SigningKey};
-use semiclass_licensing::{
-    ActivationRequest, LicensePayload, MachineBinding, PAYLOAD_FORMAT, SignedLicense, key_id,
-    signing_message,
+use semiclass_licensing::sealing::{
+    VENDOR_KEY_CONTEXT, machine_key_context, open_content_key, seal, vendor_box_secret,
 };
+use semiclass_licensing::{
+    ActivationRequest, LicensePayload, LicensedModelKey, MachineBinding, PAYLOAD_FORMAT,
+    RequestError, SignedLicense, key_id, signing_message,
+};
+use semiclass_manifest::package::VendorSealedKey;
 
 use crate::db::IssuerDb;
 use crate::error::IssuerError;
@@ -38,7 +42,8 @@ impl Issuer {
     /// and processes at once: each call has its own connection and
     /// transaction.
     pub fn activate(&self, request: &ActivationRequest, now: u64) -> Result<String, IssuerError> {
-        let grant = IssuerDb::open(&self.db_path)?.claim_activation(request, now)?;
+        let mut grant = IssuerDb::open(&self.db_path)?.claim_activation(request, now)?;
+        let model_keys = self.model_keys(request, std::mem::take(&mut grant.model_keys))?;
         let payload = LicensePayload {
             format: PAYLOAD_FORMAT,
             serial: request.serial,
@@ -46,11 +51,54 @@ impl Issuer {
             model_sha256s: grant.model_sha256s,
             manifest_sha256s: grant.manifest_sha256s,
             machine: MachineBinding::most(&grant.machine),
+            model_keys,
             nonce: request.nonce.clone(),
             issued: now,
             expires: grant.expires,
         };
         Ok(self.sign(&payload).to_armored())
+    }
+
+    /// Each encrypted model's content key, opened with this issuer's key
+    /// and sealed again to the requesting machine's key. Checked after the
+    /// slot was claimed, which is harmless: a refusal here is the vendor's
+    /// configuration (a package sealed to another key) or an old SDK, and
+    /// the same machine asking again takes no second slot.
+    fn model_keys(
+        &self,
+        request: &ActivationRequest,
+        sealed: Vec<(String, Vec<VendorSealedKey>)>,
+    ) -> Result<Vec<LicensedModelKey>, IssuerError> {
+        if sealed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let package = || request.package_id.clone();
+        let machine = request
+            .machine_public_key()?
+            .ok_or_else(|| IssuerError::NoMachineKey { package: package() })?;
+        let own_id = key_id(&self.key.verifying_key());
+        let secret = vendor_box_secret(&self.key);
+        sealed
+            .into_iter()
+            .map(|(model_sha256, vendor_keys)| {
+                let failed = |reason: String| IssuerError::ModelKey {
+                    package: package(),
+                    reason,
+                };
+                let ours = vendor_keys.iter().find(|k| k.key_id == own_id).ok_or_else(|| {
+                    let ids: Vec<_> = vendor_keys.iter().map(|k| k.key_id.as_str()).collect();
+                    failed(format!(
+                        "its model's key is sealed to vendor key(s) {}, not to this issuer's key {own_id}: export the package with a keyring that holds this key, or sign with one of those",
+                        ids.join(", ")
+                    ))
+                })?;
+                let content_key = open_content_key(&secret, &ours.sealed, VENDOR_KEY_CONTEXT)
+                    .map_err(|e| failed(format!("its model's key does not open: {e}")))?;
+                let sealed = seal(&machine, &content_key, &machine_key_context(&model_sha256))
+                    .map_err(|_| IssuerError::Request(RequestError::MachineKey))?;
+                Ok(LicensedModelKey { model_sha256, sealed })
+            })
+            .collect()
     }
 
     fn sign(&self, payload: &LicensePayload) -> SignedLicense {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use semiclass_licensing::fingerprint::Component;
 use semiclass_licensing::{ActivationRequest, Fingerprint, Serial};
+use semiclass_manifest::package::VendorSealedKey;
 use semiclass_package::Package;
 
 use crate::error::IssuerError;
@@ -32,6 +33,12 @@ CREATE TABLE IF NOT EXISTS package_manifests (
     sha256 TEXT NOT NULL,
     added INTEGER NOT NULL,
     PRIMARY KEY (package_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS package_model_keys (
+    package_id TEXT NOT NULL REFERENCES packages(id),
+    model_sha256 TEXT NOT NULL,
+    vendor_keys TEXT NOT NULL,
+    PRIMARY KEY (package_id, model_sha256)
 );
 CREATE TABLE IF NOT EXISTS serials (
     serial TEXT PRIMARY KEY,
@@ -80,6 +87,9 @@ pub struct Grant {
     /// The machine as bound at its first activation: the license binds
     /// this, never what a later request says.
     pub machine: Fingerprint,
+    /// Each encrypted model file (by sha256) with its content key as sealed
+    /// to the vendor's keys.
+    pub model_keys: Vec<(String, Vec<VendorSealedKey>)>,
 }
 
 /// An open issuer database.
@@ -107,6 +117,8 @@ impl IssuerDb {
     /// Registers the package `package` (opened, so every file was checked),
     /// or adds its model and manifest to the registered package of the same
     /// id (a new release that existing serials may run).
+    /// An encrypted model's content key is kept as the package seals it (to
+    /// the vendor's keys): it is opened only to answer an activation.
     pub fn add_package(&self, package: &Package, now: u64) -> Result<(), IssuerError> {
         let manifest = &package.manifest;
         let model_sha256 = &manifest.files[&manifest.model.onnx];
@@ -115,7 +127,15 @@ impl IssuerDb {
             model_sha256,
             &package.manifest_sha256,
             now,
-        )
+        )?;
+        if let Some(encryption) = &manifest.model.encryption {
+            let sealed = serde_json::to_string(&encryption.vendor_keys).expect("keys serialize");
+            self.conn.execute(
+                "INSERT OR REPLACE INTO package_model_keys (package_id, model_sha256, vendor_keys) VALUES (?1, ?2, ?3)",
+                params![manifest.package_id, model_sha256, sealed],
+            )?;
+        }
+        Ok(())
     }
 
     /// Registers package `package_id` with the sha256 of a model and of the
@@ -267,12 +287,14 @@ impl IssuerDb {
         };
         let model_sha256s = package_models(&tx, &request.package_id)?;
         let manifest_sha256s = package_manifests(&tx, &request.package_id)?;
+        let model_keys = package_model_keys(&tx, &request.package_id)?;
         tx.commit()?;
         Ok(Grant {
             model_sha256s,
             manifest_sha256s,
             expires,
             machine,
+            model_keys,
         })
     }
 }
@@ -297,6 +319,33 @@ fn package_models(conn: &Connection, package_id: &str) -> Result<Vec<String>, Is
 
 fn package_manifests(conn: &Connection, package_id: &str) -> Result<Vec<String>, IssuerError> {
     package_hashes(conn, "package_manifests", package_id)
+}
+
+/// The sealed content keys of a package's encrypted model files. A row
+/// that no longer parses (edited by hand) is a database error, not a
+/// license without its key.
+fn package_model_keys(
+    conn: &Connection,
+    package_id: &str,
+) -> Result<Vec<(String, Vec<VendorSealedKey>)>, IssuerError> {
+    let mut statement = conn.prepare(
+        "SELECT model_sha256, vendor_keys FROM package_model_keys WHERE package_id = ?1 ORDER BY model_sha256",
+    )?;
+    let rows = statement.query_map(params![package_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut keys = Vec::new();
+    for row in rows {
+        let (sha, json) = row?;
+        let sealed = serde_json::from_str(&json).map_err(|e| IssuerError::ModelKey {
+            package: package_id.into(),
+            reason: format!(
+                "the stored key of model {sha} is damaged ({e}); add the package again"
+            ),
+        })?;
+        keys.push((sha, sealed));
+    }
+    Ok(keys)
 }
 
 /// The sha256s `table` (of the schema's) records for a package, oldest first.

@@ -44,6 +44,12 @@ pub enum IssuerError {
         "serial {serial} is already activated on {max} machines, its limit: contact the vendor to move or add an activation"
     )]
     LimitReached { serial: Serial, max: u32 },
+    #[error(
+        "package {package}'s model is encrypted, but the activation request carries no machine key (an older SDK made it): update the SDK and activate again"
+    )]
+    NoMachineKey { package: String },
+    #[error("package {package}: {reason}")]
+    ModelKey { package: String, reason: String },
 }
 
 impl IssuerError {
@@ -59,10 +65,12 @@ impl IssuerError {
             IssuerError::WrongPackage { .. } => "wrong_package",
             IssuerError::SerialExpired { .. } => "serial_expired",
             IssuerError::LimitReached { .. } => "activation_limit",
+            IssuerError::NoMachineKey { .. } => "old_sdk",
             IssuerError::Db(_)
             | IssuerError::Io { .. }
             | IssuerError::KeyFile { .. }
             | IssuerError::ReadableByOthers { .. }
+            | IssuerError::ModelKey { .. }
             | IssuerError::BadDate { .. } => {
                 return None;
             }

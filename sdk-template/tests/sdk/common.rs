@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use semiclass_license_issuer::{Issuer, IssuerDb, MintSpec, keys};
+use semiclass_license_issuer::{Issuer, IssuerDb, MintSpec};
 use semiclass_licensing::fingerprint::ComponentKind;
 use semiclass_licensing::{
     ActivationDir, ActivationRequest, DEFAULT_CLOCK_TOLERANCE_S, Environment, Fingerprint, Keyring,
@@ -33,7 +33,7 @@ pub struct Vendor {
 impl Vendor {
     pub fn new() -> Vendor {
         let dir = tempfile::tempdir().unwrap();
-        let key = keys::generate();
+        let key = vendor_key();
         let mut keyring = Keyring::default();
         keyring.insert(key.verifying_key());
         let keyring_file = dir.path().join("keyring.json");

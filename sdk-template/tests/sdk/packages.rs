@@ -7,8 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ed25519_dalek::SigningKey;
 use semiclass_exporter::OnnxModel;
-use semiclass_exporter::package::{PackageRequest, SdkBuild, write_package};
+use semiclass_exporter::package::{Keyring, PackageRequest, SdkBuild, write_package};
 use semiclass_licensing::sha256_hex;
 use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::CheckpointMeta;
@@ -72,6 +73,19 @@ pub fn tiny_model(scale: u32) -> Vec<u8> {
     fs::read(&path).unwrap()
 }
 
+/// The vendor key every test package's model is sealed to: packages are
+/// written before (and apart from) the vendors that sell them, so every
+/// test vendor signs with this key (each keeps its own database).
+pub fn vendor_key() -> SigningKey {
+    SigningKey::from_bytes(&[11; 32])
+}
+
+fn vendor_keyring() -> Keyring {
+    let mut keyring = Keyring::default();
+    keyring.insert(vendor_key().verifying_key());
+    keyring
+}
+
 /// An unpacked package.
 pub struct Package {
     pub dir: PathBuf,
@@ -116,6 +130,7 @@ impl Package {
             // The folder of ORT_DYLIB_PATH: the real runtime, which `infer` loads.
             runtime_dir: None,
             sdk: Some(sdk),
+            vendor_keys: Some(&vendor_keyring()),
             replace: false,
         };
         let built = write_package(&OnnxModel::prebuilt(model.to_vec(), meta), &request)

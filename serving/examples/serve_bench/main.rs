@@ -280,6 +280,7 @@ fn write_package(args: &Args) -> Result<(PathBuf, String)> {
         out_dir: &args.work.join("package"),
         runtime_dir: None,
         sdk: None,
+        vendor_keys: None,
         replace: true,
     };
     let built = write_package_files(&OnnxModel::prebuilt(onnx, meta), &request)?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use semiclass_license_issuer::{IssuerDb, MintSpec};
 use semiclass_licensing::fingerprint::ComponentKind;
+use semiclass_licensing::sealing::box_keypair;
 use semiclass_licensing::{
     ActivationRequest, Fingerprint, Keyring, Serial, SignedLicense, unix_now,
 };
@@ -71,6 +72,7 @@ async fn a_serial_activates_once_and_the_license_verifies() {
         vendor.serial,
         vendor.fixture.large_id(),
         &machine("a"),
+        &box_keypair().1,
         unix_now(),
     );
     let (status, body) = vendor.activate(request.to_json(), "application/json").await;
@@ -90,6 +92,7 @@ async fn a_serial_activates_once_and_the_license_verifies() {
         vendor.serial,
         vendor.fixture.large_id(),
         &machine("b"),
+        &box_keypair().1,
         unix_now(),
     );
     let (status, body) = vendor.activate(other.to_json(), "application/json").await;
@@ -101,6 +104,7 @@ async fn a_serial_activates_once_and_the_license_verifies() {
         vendor.serial,
         vendor.fixture.small_id(),
         &machine("a"),
+        &box_keypair().1,
         unix_now(),
     );
     let (status, body) = vendor
@@ -120,6 +124,7 @@ async fn bad_activation_requests_get_4xx_with_codes() {
         unknown,
         vendor.fixture.large_id(),
         &machine("a"),
+        &box_keypair().1,
         unix_now(),
     );
     let (status, body) = vendor.activate(request.to_json(), "application/json").await;

@@ -238,6 +238,7 @@ pub fn write_package_of(
             out_dir: &dir.join("zips"),
             runtime_dir: Some(&runtime),
             sdk: None,
+            vendor_keys: None,
             replace: false,
         },
     )

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use semiclass_exporter::package::{PackageRequest, SdkBuild, build_package};
+use semiclass_exporter::package::{Keyring, PackageRequest, SdkBuild, build_package};
 use semiclass_manifest::package::Target;
 
 #[derive(Debug, Args)]
@@ -34,6 +34,11 @@ pub struct ExportArgs {
     /// `semiclass-serve` or your own ONNX Runtime code (no activation needed).
     #[arg(long)]
     without_sdk: bool,
+    /// The vendor keyring (a JSON list from `semiclass-license keygen
+    /// --keyring`) whose keys may open the SDK package's encrypted model
+    /// [default: the keyring compiled into this build].
+    #[arg(long, conflicts_with = "without_sdk")]
+    keyring: Option<PathBuf>,
     /// Replace an existing package of the same name.
     #[arg(long)]
     force: bool,
@@ -57,6 +62,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             Some(SdkBuild::shipping(dir))
         }
     };
+    let vendor_keys = vendor_keys(args.keyring.as_deref())?;
     let built = build_package(
         &checkpoint,
         &PackageRequest {
@@ -64,6 +70,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             out_dir: &args.out,
             runtime_dir: args.runtime_dir.as_deref(),
             sdk: sdk.as_ref(),
+            vendor_keys: Some(&vendor_keys),
             replace: args.force,
         },
     )?;
@@ -81,5 +88,25 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if m.license.required {
         println!("  with the offline SDK: it runs after `bin/infer activate` with a serial");
     }
+    if let Some(encryption) = &m.model.encryption {
+        let ids: Vec<&str> = encryption
+            .vendor_keys
+            .iter()
+            .map(|k| k.key_id.as_str())
+            .collect();
+        println!(
+            "  model encrypted; its key opens with the license key(s) {}",
+            ids.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The keyring named by `--keyring`, else the one compiled in.
+fn vendor_keys(path: Option<&std::path::Path>) -> anyhow::Result<Keyring> {
+    let Some(path) = path else {
+        return Ok(Keyring::builtin()?);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Keyring::from_json(&text).with_context(|| path.display().to_string())
 }

@@ -10,7 +10,7 @@ use semiclass_licensing::{
 };
 use semiclass_manifest::package::{MANIFEST_FILE, PackageManifest};
 
-use crate::common::{Activated, DAY, NOW, Vendor, environment, machine};
+use crate::common::{Activated, DAY, NOW, Vendor, environment, machine, machine_key};
 
 #[test]
 fn a_serial_with_a_typo_is_refused_before_anything_is_sent() {
@@ -29,6 +29,7 @@ fn a_serial_with_a_typo_is_refused_before_anything_is_sent() {
         serial.parse().unwrap(),
         &pkg_a.id,
         &machine("m", "eth"),
+        &machine_key(),
         NOW,
     );
     let forged = request.to_json().replace(&serial, &typo);
@@ -160,7 +161,13 @@ fn the_database_of_serials_is_private_and_refused_once_others_may_read_it() {
         "{serial}"
     );
     assert!(serial.to_string().contains("chmod 600"), "{serial}");
-    let request = ActivationRequest::new(Serial::from_entropy(&[1; 12]), &a.id, &a.laptop, NOW);
+    let request = ActivationRequest::new(
+        Serial::from_entropy(&[1; 12]),
+        &a.id,
+        &a.laptop,
+        &machine_key(),
+        NOW,
+    );
     let err = a.vendor.issuer.activate(&request, NOW).unwrap_err();
     assert!(matches!(err, IssuerError::ReadableByOthers { .. }), "{err}");
 }

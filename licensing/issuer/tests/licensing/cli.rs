@@ -51,7 +51,8 @@ fn the_vendor_flow_from_keygen_to_a_license() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
 
-    let (package, manifest) = write_package_of(dir.path(), "pkg-cli", b"model");
+    let trusted = Keyring::from_json(&std::fs::read_to_string(&keyring).unwrap()).unwrap();
+    let (package, manifest) = write_package_of(dir.path(), "pkg-cli", b"model", &trusted);
     let id = manifest.package_id.as_str();
     stdout(&semiclass_license(
         &db,
@@ -87,7 +88,6 @@ fn the_vendor_flow_from_keygen_to_a_license() {
         license.to_str().unwrap(),
     ];
     stdout(&semiclass_license(&db, &args));
-    let trusted = Keyring::from_json(&std::fs::read_to_string(&keyring).unwrap()).unwrap();
     let env = environment(&trusted, &laptop, now);
     activation
         .install(&std::fs::read_to_string(&license).unwrap(), &env)

@@ -60,7 +60,7 @@ impl Vendor {
     /// Writes the package of a model named `name` holding `model` and
     /// registers it.
     pub fn package(&self, name: &str, model: &[u8]) -> Packaged {
-        let (dir, manifest) = write_package_of(self.dir.path(), name, model);
+        let (dir, manifest) = write_package_of(self.dir.path(), name, model, &self.keyring);
         let package = semiclass_package::Package::open(&dir).unwrap();
         self.db().add_package(&package, NOW).unwrap();
         Packaged {
@@ -104,7 +104,7 @@ impl Vendor {
 
     /// Why the issuer refuses to activate `serial` for `package` on `machine`.
     pub fn refusal(&self, package: &str, serial: Serial, machine: &Fingerprint) -> IssuerError {
-        let request = ActivationRequest::new(serial, package, machine, NOW);
+        let request = ActivationRequest::new(serial, package, machine, &machine_key(), NOW);
         self.issuer.activate(&request, NOW).unwrap_err()
     }
 
@@ -175,6 +175,11 @@ pub fn environment(keyring: &Keyring, machine: &Fingerprint, now: u64) -> Enviro
     }
 }
 
+/// The public key of a machine's activation, for requests made by hand.
+pub fn machine_key() -> semiclass_licensing::sealing::PublicKey {
+    semiclass_licensing::sealing::box_keypair().1
+}
+
 /// A machine with a machine-id and two NICs; `nic` renames the second NIC.
 pub fn machine(name: &str, nic: &str) -> Fingerprint {
     let id = format!("machine-id-of-{name}");
@@ -192,7 +197,12 @@ pub fn machine(name: &str, nic: &str) -> Fingerprint {
 /// license checks never parse it), written by the exporter's writer with
 /// the SDK's layout and unpacked under `dir`. Its runtime library and SDK
 /// programs are placeholders: nothing here loads them.
-pub fn write_package_of(dir: &Path, name: &str, model: &[u8]) -> (PathBuf, PackageManifest) {
+pub fn write_package_of(
+    dir: &Path,
+    name: &str,
+    model: &[u8],
+    vendor_keys: &Keyring,
+) -> (PathBuf, PackageManifest) {
     let placeholders = dir.join("placeholders");
     fs::create_dir_all(&placeholders).unwrap();
     for file in ["libonnxruntime.so.1.32.0", "infer", "libsemiclass_sdk.so"] {
@@ -206,6 +216,7 @@ pub fn write_package_of(dir: &Path, name: &str, model: &[u8]) -> (PathBuf, Packa
         out_dir: &dir.join("zips"),
         runtime_dir: Some(&placeholders),
         sdk: Some(&SdkBuild::shipping(&placeholders)),
+        vendor_keys: Some(vendor_keys),
         replace: true,
     };
     let built = write_package(&OnnxModel::prebuilt(model.to_vec(), meta), &request)

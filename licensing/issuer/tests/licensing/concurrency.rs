@@ -6,7 +6,7 @@ use std::thread;
 use semiclass_license_issuer::IssuerError;
 use semiclass_licensing::ActivationRequest;
 
-use crate::common::{NOW, Vendor, machine};
+use crate::common::{NOW, Vendor, machine, machine_key};
 
 #[test]
 fn concurrent_activations_never_exceed_the_limit() {
@@ -14,7 +14,10 @@ fn concurrent_activations_never_exceed_the_limit() {
     let pkg_a = vendor.package("pkg-a", b"model a");
     let serial = vendor.mint(&pkg_a.id, 3, None);
     let requests: Vec<ActivationRequest> = (0..12)
-        .map(|i| ActivationRequest::new(serial, &pkg_a.id, &machine(&format!("m{i}"), "eth"), NOW))
+        .map(|i| {
+            let machine = machine(&format!("m{i}"), "eth");
+            ActivationRequest::new(serial, &pkg_a.id, &machine, &machine_key(), NOW)
+        })
         .collect();
     let results: Vec<Result<String, IssuerError>> = thread::scope(|scope| {
         let handles: Vec<_> = requests
@@ -39,7 +42,7 @@ fn concurrent_re_activations_of_one_machine_take_one_slot() {
     let serial = vendor.mint(&pkg_a.id, 2, None);
     let laptop = machine("laptop", "eth");
     let requests: Vec<ActivationRequest> = (0..8)
-        .map(|_| ActivationRequest::new(serial, &pkg_a.id, &laptop, NOW))
+        .map(|_| ActivationRequest::new(serial, &pkg_a.id, &laptop, &machine_key(), NOW))
         .collect();
     thread::scope(|scope| {
         for request in &requests {

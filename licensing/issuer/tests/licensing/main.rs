@@ -6,4 +6,5 @@ mod attacks;
 mod cli;
 mod common;
 mod concurrency;
+mod encryption;
 mod flow;
