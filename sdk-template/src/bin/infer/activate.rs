@@ -58,7 +58,7 @@ fn request(package: &Package, activation: &ActivationDir, serial: &str) -> Resul
     let path = activation.request_path();
     println!("activation request written to {}", path.display());
     println!(
-        "send this file to your vendor (it holds your serial, the package id and hashed machine identifiers, no secrets);"
+        "send this file to your vendor (it holds your serial, the package id, hashed machine identifiers and this machine's public key; no secrets);"
     );
     println!("then install the license file you get back with:");
     println!("  infer activate --license FILE");
