@@ -95,6 +95,7 @@ async fn predict(sender: &mut Sender, target: &Target) -> Result<u16> {
         .header("authorization", format!("Bearer {}", target.token))
         .header("content-type", "image/jpeg")
         .body(Full::new(target.image.clone()))?;
+    sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     response.into_body().collect().await?;
@@ -112,6 +113,12 @@ async fn client(
         let started = Instant::now();
         if started >= deadline {
             return Ok(answers);
+        }
+        // A server may close a keep-alive connection (after a refusal, at
+        // its connection cap): reconnect, as a real client does, rather
+        // than send on a dead one ("connection was not ready").
+        if sender.ready().await.is_err() {
+            sender = connect(&target).await?;
         }
         let status = predict(&mut sender, &target).await?;
         let finished = Instant::now();
@@ -136,6 +143,7 @@ pub async fn metrics(target: &Target) -> Result<String> {
         .header("host", target.addr.to_string())
         .header("authorization", format!("Bearer {}", target.token))
         .body(Full::new(Bytes::new()))?;
+    sender.ready().await?;
     let body = sender
         .send_request(request)
         .await?
