@@ -267,7 +267,46 @@ fn an_exported_model_activated_offline_predicts_what_eval_measured() {
         differing.len()
     );
 
-    activates_online(&package, &vendor, &id, &work.join("online"), images[0]);
+    // The vendor's server runs a package in clear (an SDK package's model
+    // opens only in the SDK) and answers activations for the SDK package.
+    let served = exported_for_the_server(&checkpoint, work);
+    let online = Online {
+        package: &package,
+        served: &served,
+        id: &id,
+        dir: &work.join("online"),
+    };
+    activates_online(&online, &vendor, images[0]);
+}
+
+/// The checkpoint's package without the SDK (`export --without-sdk`),
+/// unpacked.
+fn exported_for_the_server(checkpoint: &Path, work: &Path) -> PathBuf {
+    let built = build_package(
+        checkpoint,
+        &PackageRequest {
+            target: Target::CpuX86_64,
+            out_dir: &work.join("server-packages"),
+            runtime_dir: None,
+            sdk: None,
+            vendor_keys: None,
+            replace: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(built.manifest.model.encryption.is_none());
+    let dir = work.join("server-package");
+    semiclass_package::unpack(&built.path, &dir).unwrap();
+    dir
+}
+
+/// What the online activation test works on: the SDK package `package`
+/// (id `id`) activated against a server that runs `served`.
+struct Online<'a> {
+    package: &'a Path,
+    served: &'a Path,
+    id: &'a str,
+    dir: &'a Path,
 }
 
 /// `semiclass-serve` with the vendor's issuer (POST /v1/activate), on a
@@ -320,9 +359,15 @@ impl Drop for Server {
 /// `infer activate --server` installs the license the server grants, after
 /// which the package predicts; a revoked serial is refused with the
 /// server's reason.
-fn activates_online(package: &Path, vendor: &Vendor, id: &str, dir: &Path, image: &str) {
+fn activates_online(online: &Online, vendor: &Vendor, image: &str) {
+    let Online {
+        package,
+        served,
+        id,
+        dir,
+    } = *online;
     std::fs::create_dir_all(dir).unwrap();
-    let server = Server::start(package, vendor, dir);
+    let server = Server::start(served, vendor, dir);
     let activations = dir.join("activations");
     let serials = vendor
         .license(&["issue", "--package", id, "--count", "2"])
