@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 SEMICLASS=target/release/semiclass
 SEEDS=${SEEDS:-0}
 RUNS=${RUNS:-$(mktemp -d)}
+mkdir -p "$RUNS"
 # scikit-learn (for its bundled digits and the reference 1-NN) lives in a
 # bench-only venv, made once from PyPI.
 BENCH_VENV=.venv-bench
