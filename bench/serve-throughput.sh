@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serving throughput and latency: lcnet_100 at 224 px on CPU, the same work (a
+# Serving throughput and latency at 224 px on CPU, the same work (a
 # JPEG decoded, preprocessed, classified, top 5) side by side in one run at
 # concurrency 1, 4, 16 and 64, with the same ONNX Runtime threads on every side:
 # (a) a Rust loop linking the crates (no HTTP), (b) the FastAPI + uvicorn server
@@ -10,7 +10,9 @@
 # after `source`-ing the same.
 # SECONDS_PER=N measures each setting for N seconds (default 6), ROUNDS=N
 # times alternately (default 3; the best round of each is reported);
-# PY_WORKERS=1,2 the uvicorn workers tried.
+# PY_WORKERS=1,2 the uvicorn workers tried; MODELS="lcnet_100 resnet50" the
+# timm models measured, one after the other (default: the five of the latency
+# table in BENCHMARKS.md, lcnet_100 through resnet50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=target/bench-serve
@@ -18,21 +20,26 @@ THREADS=${THREADS:-$(nproc)}
 mkdir -p "$WORK"
 cargo build --release -q -p semiclass-serve --bin semiclass-serve --example serve_bench
 
-# A timm lcnet_100 with random weights (no download) exported once; a dev
+MODELS=${MODELS:-lcnet_100 mobilenetv3_small_100 hgnetv2_b0 hgnetv2_b4 resnet50}
+
+# Each timm model with random weights (no download) exported once; a dev
 # tool only: the product never runs Python.
-[ -f "$WORK/lcnet_100.onnx" ] || python - "$WORK" <<'PY'
+for arch in $MODELS; do
+    [ -f "$WORK/$arch.onnx" ] || python - "$WORK" "$arch" <<'PY'
 import sys, warnings, torch, timm
 from pathlib import Path
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-work = Path(sys.argv[1])
+work, arch = Path(sys.argv[1]), sys.argv[2]
 torch.manual_seed(0)
-model = timm.create_model("lcnet_100", pretrained=False, num_classes=1000).eval()
+model = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
 x = torch.randn(1, 3, 224, 224)
-torch.onnx.export(model, x, str(work / "lcnet_100.partial.onnx"), input_names=["input"],
+partial = work / f"{arch}.partial.onnx"
+torch.onnx.export(model, x, str(partial), input_names=["input"],
                   output_names=["logits"], opset_version=17, dynamo=False,
                   dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-(work / "lcnet_100.partial.onnx").rename(work / "lcnet_100.onnx")
+partial.rename(work / f"{arch}.onnx")
 PY
+done
 # A photo-sized JPEG (320x240, smooth gradients and noise) as every request's body.
 [ -f "$WORK/photo.jpg" ] || python - "$WORK/photo.jpg" <<'PY'
 import sys, numpy as np
@@ -48,7 +55,11 @@ if [ ! -x "$PY_VENV/bin/uvicorn" ]; then
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q fastapi "uvicorn[standard]" pillow numpy onnxruntime==1.32.0
 fi
-target/release/examples/serve_bench --onnx "$WORK/lcnet_100.onnx" --image "$WORK/photo.jpg" \
-    --server target/release/semiclass-serve --work "$WORK" --threads "$THREADS" --sessions "${SESSIONS:-$THREADS}" \
-    --python "$PY_VENV/bin/python" --python-workers "${PY_WORKERS:-1,2}" \
-    --seconds "${SECONDS_PER:-6}" --rounds "${ROUNDS:-3}"
+for arch in $MODELS; do
+    echo "== $arch"
+    mkdir -p "$WORK/$arch"
+    target/release/examples/serve_bench --onnx "$WORK/$arch.onnx" --arch "$arch" --image "$WORK/photo.jpg" \
+        --server target/release/semiclass-serve --work "$WORK/$arch" --threads "$THREADS" --sessions "${SESSIONS:-$THREADS}" \
+        --python "$PY_VENV/bin/python" --python-workers "${PY_WORKERS:-1,2}" \
+        --seconds "${SECONDS_PER:-6}" --rounds "${ROUNDS:-3}"
+done
