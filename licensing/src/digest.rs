@@ -1,4 +1,4 @@
-//! Hex, sha256 and random nonces in the forms manifests and licenses use.
+//! Hex, sha256 and random bytes in the forms manifests and licenses use.
 
 pub use semiclass_manifest::checkpoint_file::sha256_hex;
 
@@ -12,13 +12,14 @@ pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `len` random bytes from the operating system, as hex.
-pub fn random_hex(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
+/// `N` bytes from the operating system's generator: the one source of
+/// keys, nonces, serials and tokens in the licensing crates and the server.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // The OS generator only fails on a broken system; nothing sensible can
     // continue without randomness.
     getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    hex(&bytes)
+    bytes
 }
 
 #[cfg(test)]
@@ -33,8 +34,7 @@ mod tests {
         assert!(is_sha256_hex(abc));
         assert!(!is_sha256_hex(&abc.to_uppercase()));
         assert!(!is_sha256_hex(&abc[1..]));
-        let nonce = random_hex(16);
-        assert_eq!(nonce.len(), 32);
-        assert_ne!(nonce, random_hex(16));
+        let nonce = random_bytes::<16>();
+        assert_ne!(nonce, random_bytes::<16>());
     }
 }

@@ -31,7 +31,7 @@ pub use activation::{ActivationDir, LICENSE_FILE, MACHINE_KEY_FILE, REQUEST_FILE
 pub use check::{
     CheckError, DEFAULT_CLOCK_TOLERANCE_S, Environment, VerifiedPackage, unix_now, verify_package,
 };
-pub use digest::{is_sha256_hex, sha256_hex};
+pub use digest::{is_sha256_hex, random_bytes, sha256_hex};
 pub use error::LicenseError;
 pub use fingerprint::{
     Fingerprint, FingerprintError, FingerprintSource, MachineBinding, SystemProbe,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use x25519_dalek::PublicKey;
 
-use crate::digest::{hex, random_hex};
+use crate::digest::{hex, random_bytes};
 use crate::fingerprint::{Component, Fingerprint, FingerprintError};
 use crate::serial::Serial;
 
@@ -68,7 +68,7 @@ impl ActivationRequest {
             package_id: package_id.to_string(),
             fingerprint: fingerprint.components().to_vec(),
             machine_key: Some(hex(machine_key.as_bytes())),
-            nonce: random_hex(16),
+            nonce: hex(&random_bytes::<16>()),
             time: now,
         }
     }

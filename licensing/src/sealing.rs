@@ -30,7 +30,7 @@ use semiclass_manifest::package::{MODEL_CIPHER, ModelEncryption, SealedBox, Vend
 use sha2::Sha256;
 pub use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::digest::hex;
+use crate::digest::{hex, random_bytes};
 use crate::keyring::Keyring;
 
 /// Bytes of a content key.
@@ -58,14 +58,14 @@ pub enum SealError {
 
 /// A fresh X25519 key pair from the operating system's generator.
 pub fn box_keypair() -> (StaticSecret, PublicKey) {
-    let secret = StaticSecret::from(random::<32>());
+    let secret = StaticSecret::from(random_bytes::<32>());
     let public = PublicKey::from(&secret);
     (secret, public)
 }
 
 /// A fresh content key.
 pub fn content_key() -> ContentKey {
-    random()
+    random_bytes()
 }
 
 /// The X25519 public key of a vendor's Ed25519 key.
@@ -87,7 +87,7 @@ pub fn seal(recipient: &PublicKey, secret: &[u8], context: &[u8]) -> Result<Seal
         return Err(SealError::WeakKey);
     }
     let cipher = box_cipher(shared.as_bytes(), &ephemeral_public, recipient, context);
-    let nonce = random::<12>();
+    let nonce = random_bytes::<12>();
     let ciphertext = encrypt(&cipher, &nonce, secret, context);
     Ok(SealedBox {
         ephemeral_public: hex(ephemeral_public.as_bytes()),
@@ -131,7 +131,7 @@ pub fn machine_key_context(model_sha256: &str) -> Vec<u8> {
 /// Encrypts `plain` under a symmetric `key` (fresh nonce); returns the
 /// nonce and the ciphertext, hex.
 pub(crate) fn lock(key: &[u8; 32], plain: &[u8], aad: &[u8]) -> (String, String) {
-    let nonce = random::<12>();
+    let nonce = random_bytes::<12>();
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
     (hex(&nonce), hex(&encrypt(&cipher, &nonce, plain, aad)))
 }
@@ -184,7 +184,7 @@ pub fn encrypt_model(
             })
         })
         .collect::<Result<Vec<_>, SealError>>()?;
-    let nonce = random::<12>();
+    let nonce = random_bytes::<12>();
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key));
     let stored = encrypt(&cipher, &nonce, onnx, MODEL_CONTEXT);
     let encryption = ModelEncryption {
@@ -237,15 +237,6 @@ fn decrypt(
     cipher
         .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
         .map_err(|_| SealError::Open)
-}
-
-/// `N` bytes from the operating system's generator.
-pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS generator only fails on a broken system; nothing sensible can
-    // continue without randomness.
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    bytes
 }
 
 fn unhex_vec(text: &str, what: &'static str) -> Result<Vec<u8>, SealError> {

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use semiclass_licensing::random_bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
@@ -297,14 +298,6 @@ impl LiveTokens {
 
 fn sha256(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // Without randomness no safe token can be made; Linux's getrandom does
-    // not fail once the system has booted.
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    bytes
 }
 
 fn hex(bytes: &[u8]) -> String {

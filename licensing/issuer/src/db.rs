@@ -15,7 +15,7 @@ use semiclass_manifest::package::VendorSealedKey;
 use semiclass_package::Package;
 
 use crate::error::IssuerError;
-use crate::keys::random_bytes;
+use semiclass_licensing::random_bytes;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS packages (

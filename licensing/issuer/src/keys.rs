@@ -11,7 +11,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::SigningKey;
-use semiclass_licensing::{PublicKeyEntry, key_id};
+use semiclass_licensing::{PublicKeyEntry, key_id, random_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IssuerError;
@@ -21,15 +21,6 @@ use crate::error::IssuerError;
 struct PrivateKeyFile {
     key_id: String,
     private_key: String,
-}
-
-/// `N` bytes from the operating system's generator.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // Without randomness there is nothing safe to do; Linux's getrandom
-    // does not fail once the system has booted.
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    bytes
 }
 
 /// A new signing key.
