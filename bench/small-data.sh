@@ -8,11 +8,14 @@
 # images), scikit-learn's 1-NN on the raw 8x8 pixels, the large and small
 # models' test top-1, and the wall-clock time of the training.
 # Goals: large above the 1-NN, small within 2 points of large, <= 300 s.
-# SEEDS: dataset splits to run (default "0").
+# SEEDS: dataset splits to run (default "0"). OVERRIDES: extra `-o k=v`
+# settings for an arm to compare with the defaults (default none), e.g.
+# OVERRIDES="-o data.flip=always".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEMICLASS=target/release/semiclass
 SEEDS=${SEEDS:-0}
+OVERRIDES=${OVERRIDES:-}
 RUNS=${RUNS:-$(mktemp -d)}
 mkdir -p "$RUNS"
 # scikit-learn (for its bundled digits and the reference 1-NN) lives in a
@@ -30,7 +33,7 @@ for seed in $SEEDS; do
     reference=$("$BENCH_VENV/bin/python" bench/make_small_dataset.py --baseline-only "$data")
     log=$RUNS/joint-$seed.log
     start=$(date +%s.%N)
-    $SEMICLASS train --mode joint --data "$data" -o run.dir="$RUNS" -o run.name="joint-$seed" > "$log" 2>&1
+    $SEMICLASS train --mode joint --data "$data" -o run.dir="$RUNS" -o run.name="joint-$seed" $OVERRIDES > "$log" 2>&1
     seconds=$(python3 -c "import time; print(f'{time.time() - $start:.0f}')")
     baseline=$(sed -nE 's/^large: baseline: .*test top-1 ([0-9.]+)%.*/\1/p' "$log" | head -n1)
     large=$(sed -nE 's/^large: test.txt top-1 ([0-9.]+)%.*/\1/p' "$log")

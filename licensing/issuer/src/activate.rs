@@ -12,9 +12,8 @@ use semiclass_licensing::{
     ActivationRequest, LicensePayload, LicensedModelKey, MachineBinding, PAYLOAD_FORMAT,
     RequestError, SignedLicense, key_id, signing_message,
 };
-use semiclass_manifest::package::VendorSealedKey;
 
-use crate::db::IssuerDb;
+use crate::db::{IssuerDb, VendorSealedModelKeys};
 use crate::error::IssuerError;
 
 /// The vendor's signing key and database.
@@ -42,8 +41,8 @@ impl Issuer {
     /// and processes at once: each call has its own connection and
     /// transaction.
     pub fn activate(&self, request: &ActivationRequest, now: u64) -> Result<String, IssuerError> {
-        let mut grant = IssuerDb::open(&self.db_path)?.claim_activation(request, now)?;
-        let model_keys = self.model_keys(request, std::mem::take(&mut grant.model_keys))?;
+        let grant = IssuerDb::open(&self.db_path)?
+            .claim_activation(request, now, |sealed| self.model_keys(request, sealed))?;
         let payload = LicensePayload {
             format: PAYLOAD_FORMAT,
             serial: request.serial,
@@ -51,7 +50,7 @@ impl Issuer {
             model_sha256s: grant.model_sha256s,
             manifest_sha256s: grant.manifest_sha256s,
             machine: MachineBinding::most(&grant.machine),
-            model_keys,
+            model_keys: grant.model_keys,
             nonce: request.nonce.clone(),
             issued: now,
             expires: grant.expires,
@@ -60,14 +59,12 @@ impl Issuer {
     }
 
     /// Each encrypted model's content key, opened with this issuer's key
-    /// and sealed again to the requesting machine's key. Checked after the
-    /// slot was claimed, which is harmless: a refusal here is the vendor's
-    /// configuration (a package sealed to another key) or an old SDK, and
-    /// the same machine asking again takes no second slot.
+    /// and sealed again to the requesting machine's key (inside the
+    /// claim's transaction: a refusal here takes no activation slot).
     fn model_keys(
         &self,
         request: &ActivationRequest,
-        sealed: Vec<(String, Vec<VendorSealedKey>)>,
+        sealed: VendorSealedModelKeys,
     ) -> Result<Vec<LicensedModelKey>, IssuerError> {
         if sealed.is_empty() {
             return Ok(Vec::new());

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use semiclass_licensing::fingerprint::Component;
-use semiclass_licensing::{ActivationRequest, Fingerprint, Serial};
+use semiclass_licensing::{ActivationRequest, Fingerprint, LicensedModelKey, Serial};
 use semiclass_manifest::package::VendorSealedKey;
 use semiclass_package::Package;
 
@@ -87,10 +87,13 @@ pub struct Grant {
     /// The machine as bound at its first activation: the license binds
     /// this, never what a later request says.
     pub machine: Fingerprint,
-    /// Each encrypted model file (by sha256) with its content key as sealed
-    /// to the vendor's keys.
-    pub model_keys: Vec<(String, Vec<VendorSealedKey>)>,
+    /// Each encrypted model file's content key, sealed to the machine.
+    pub model_keys: Vec<LicensedModelKey>,
 }
+
+/// Each encrypted model file (by sha256) with its content key as sealed to
+/// the vendor's keys.
+pub type VendorSealedModelKeys = Vec<(String, Vec<VendorSealedKey>)>;
 
 /// An open issuer database.
 pub struct IssuerDb {
@@ -244,10 +247,18 @@ impl IssuerDb {
     /// and it never extends or replaces the stored components, so requests
     /// cannot walk a binding from one machine to another. Every other
     /// request takes a slot of its own.
+    ///
+    /// `seal_model_keys` turns the package's vendor-sealed model keys into
+    /// the machine's; it runs inside the claim's transaction, so a request
+    /// it refuses (a package sealed to another vendor key, a request
+    /// without a machine key) takes no slot.
     pub fn claim_activation(
         &mut self,
         request: &ActivationRequest,
         now: u64,
+        seal_model_keys: impl FnOnce(
+            VendorSealedModelKeys,
+        ) -> Result<Vec<LicensedModelKey>, IssuerError>,
     ) -> Result<Grant, IssuerError> {
         let machine = request
             .machine()
@@ -287,7 +298,8 @@ impl IssuerDb {
         };
         let model_sha256s = package_models(&tx, &request.package_id)?;
         let manifest_sha256s = package_manifests(&tx, &request.package_id)?;
-        let model_keys = package_model_keys(&tx, &request.package_id)?;
+        // Dropping the transaction on a refusal here rolls the claim back.
+        let model_keys = seal_model_keys(package_model_keys(&tx, &request.package_id)?)?;
         tx.commit()?;
         Ok(Grant {
             model_sha256s,

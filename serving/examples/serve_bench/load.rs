@@ -1,6 +1,11 @@
 //! The load generator: closed-loop clients on keep-alive connections, each
 //! sending the image as a raw body. It runs in the bench process on one
 //! thread; its own CPU is measured and reported next to the server's.
+//!
+//! A request still waiting at the end of the window counts in the
+//! latencies with the time it had waited (a lower bound): leaving it out
+//! would report the latency of the requests a server chose to serve, and a
+//! server that starves some connections would look fast at the tail.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,18 +44,21 @@ pub async fn load(target: &Target, clients: usize, seconds: f64, cores: usize) -
     tokio::time::sleep_until(deadline.into()).await;
     let cpu_seconds = cpu::tree_seconds(target.pid) - at_warmup.0;
     let generator_seconds = cpu::own_seconds() - at_warmup.1;
-    let (mut latencies, mut statuses) = (Vec::new(), BTreeMap::new());
+    let (mut latencies, mut unfinished, mut statuses) = (Vec::new(), Vec::new(), BTreeMap::new());
     for task in tasks {
         for (status, latency) in task.await?? {
             *statuses.entry(status).or_insert(0) += 1;
-            if status == 200 {
-                latencies.push(latency);
+            match status {
+                200 => latencies.push(latency),
+                UNFINISHED => unfinished.push(latency),
+                _ => {}
             }
         }
     }
     Ok(Window {
         took: deadline - warmup,
         latencies,
+        unfinished,
         statuses,
         cpu_seconds,
         generator_seconds: Some(generator_seconds),
@@ -120,7 +128,12 @@ async fn client(
         if sender.ready().await.is_err() {
             sender = connect(&target).await?;
         }
-        let status = predict(&mut sender, &target).await?;
+        let Ok(status) = tokio::time::timeout_at(deadline.into(), predict(&mut sender, &target)).await
+        else {
+            answers.push((UNFINISHED, deadline - started));
+            return Ok(answers);
+        };
+        let status = status?;
         let finished = Instant::now();
         if started >= warmup && finished <= deadline {
             answers.push((status, finished - started));
@@ -132,6 +145,9 @@ async fn client(
         }
     }
 }
+
+/// The status recorded for a request still unanswered at the deadline.
+pub const UNFINISHED: u16 = 0;
 
 /// How long a refused client waits before its next request.
 const BACKOFF: Duration = Duration::from_millis(100);

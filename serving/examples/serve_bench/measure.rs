@@ -21,18 +21,23 @@ pub struct Measure {
 /// generator over `cores`).
 pub struct Window {
     pub took: Duration,
+    /// Of the answers (200) that arrived in the window.
     pub latencies: Vec<Duration>,
+    /// How long each request unanswered at the window's end had waited:
+    /// part of the percentiles, not of the throughput.
+    pub unfinished: Vec<Duration>,
     pub statuses: BTreeMap<u16, usize>,
     pub cpu_seconds: f64,
     pub generator_seconds: Option<f64>,
 }
 
 impl Window {
-    pub fn measure(mut self, cores: usize) -> Measure {
-        self.latencies.sort();
+    pub fn measure(self, cores: usize) -> Measure {
+        let mut waits: Vec<Duration> = self.latencies.iter().chain(&self.unfinished).copied().collect();
+        waits.sort();
         let at = |q: f64| {
-            self.latencies
-                .get(((self.latencies.len() as f64 - 1.0) * q).round() as usize)
+            waits
+                .get(((waits.len() as f64 - 1.0) * q).round() as usize)
                 .map_or(0.0, |d| d.as_secs_f64() * 1e3)
         };
         let images = self.latencies.len().max(1) as f64;
@@ -74,7 +79,10 @@ pub fn row(name: &str, m: &Measure) {
     let answers: Vec<String> = m
         .statuses
         .iter()
-        .map(|(s, n)| format!("{s}: {n}"))
+        .map(|(s, n)| match *s {
+            crate::load::UNFINISHED => format!("unfinished at the end: {n}"),
+            s => format!("{s}: {n}"),
+        })
         .collect();
     let generator = m
         .generator_share

@@ -285,6 +285,8 @@ fn evaluate(
         transform: Arc::new(Transform {
             input_size: meta.input_size,
             eval: meta.preprocess.clone(),
+            // Evaluation views are never augmented.
+            flip: false,
         }),
         items: &labeled,
         batch_size: args.batch_size.max(1),

@@ -32,6 +32,10 @@ pub struct DataConfig {
     pub prefetch: usize,
     /// Decoded images are kept in memory up to this size.
     pub cache_mb: u64,
+    /// Whether a mirror image is an image of the same class: the training
+    /// views are flipped at random and teachers averaged over mirrors only
+    /// if so (see [`MirrorChoice`]).
+    pub flip: MirrorChoice,
 }
 
 impl Default for DataConfig {
@@ -41,8 +45,24 @@ impl Default for DataConfig {
             workers: 2,
             prefetch: 4,
             cache_mb: 4096,
+            flip: MirrorChoice::Auto,
         }
     }
+}
+
+/// Horizontal flips of the training images. Every semi-supervised recipe
+/// flips (USB, FixMatch's CIFAR recipe), which teaches a model that a
+/// mirrored "3" is a "3": wrong for digits, text, arrows or any class
+/// defined by its handedness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorChoice {
+    /// Decided from the labeled images when the run starts: flips unless
+    /// their mirrors find their own class much less often than they do
+    /// (1-nearest-neighbour on thumbnails; `crate::baseline::mirror_test`).
+    Auto,
+    Always,
+    Never,
 }
 
 /// Where results go and what makes the run reproducible.
@@ -297,7 +317,8 @@ pub struct SelfTrainConfig {
     pub epochs: usize,
     /// Confidence an unlabeled image's top class needs to be kept.
     pub p_cutoff: f64,
-    /// Average the teacher's predictions with those of the mirrored image.
+    /// Average the teacher's predictions with those of the mirrored image
+    /// (never where `data.flip` settled on no flips).
     pub flip: bool,
     /// Weight of the cross-entropy on the true labels.
     pub alpha: f64,
@@ -351,7 +372,8 @@ pub struct DistillConfig {
     /// Offline: teacher probabilities kept per image (the rest of the mass
     /// is spread evenly over the other classes).
     pub topk: usize,
-    /// Offline: average the teacher with its prediction on the mirror image.
+    /// Offline: average the teacher with its prediction on the mirror image
+    /// (never where `data.flip` settled on no flips).
     pub flip: bool,
     /// Epochs of the fine-tune stage on labeled images after distillation.
     pub finetune_epochs: usize,

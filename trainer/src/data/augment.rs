@@ -29,15 +29,16 @@ const SMALL_IMAGE: u32 = 64;
 
 /// The weak view at `size` x `size`: for small images, resize, reflect-pad
 /// by 1/8 and crop back at a random offset (FixMatch's CIFAR recipe); for
-/// larger ones a random resized crop (35-100% of the area). Then a random
-/// horizontal flip.
-pub fn weak(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
+/// larger ones a random resized crop (35-100% of the area). Then, when
+/// `flip`, a random horizontal flip (drawn either way, so that the other
+/// random choices of a sample do not depend on `flip`).
+pub fn weak(img: &RgbImage, size: u32, flip: bool, rng: &mut impl Rng) -> RgbImage {
     let mut out = if img.width().max(img.height()) <= SMALL_IMAGE {
         padded_crop(img, size, rng)
     } else {
         random_resized_crop(img, size, rng)
     };
-    if rng.random_bool(0.5) {
+    if rng.random_bool(0.5) && flip {
         imageops::flip_horizontal_in_place(&mut out);
     }
     out
@@ -46,8 +47,8 @@ pub fn weak(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
 /// The strong view: the weak view, two RandAugment operations drawn with
 /// replacement, each at a value drawn uniformly from its range, then
 /// Cutout of a square up to half the side (USB's `RandAugment.__call__`).
-pub fn strong(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
-    let mut out = weak(img, size, rng);
+pub fn strong(img: &RgbImage, size: u32, flip: bool, rng: &mut impl Rng) -> RgbImage {
+    let mut out = weak(img, size, flip, rng);
     for _ in 0..OPS_PER_VIEW {
         let op = OPS[rng.random_range(0..OPS.len())];
         let (lo, hi) = op.range();
@@ -360,17 +361,40 @@ mod tests {
     fn views_have_the_requested_size_for_small_and_large_images() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for img in [gradient(28, 28), gradient(300, 200)] {
-            assert_eq!(weak(&img, 32, &mut rng).dimensions(), (32, 32));
-            assert_eq!(strong(&img, 32, &mut rng).dimensions(), (32, 32));
+            assert_eq!(weak(&img, 32, true, &mut rng).dimensions(), (32, 32));
+            assert_eq!(strong(&img, 32, true, &mut rng).dimensions(), (32, 32));
         }
+    }
+
+    #[test]
+    fn without_flip_no_view_is_mirrored_and_the_other_choices_stay() {
+        let img = gradient(28, 28);
+        let mirrored = |flip: bool| {
+            (0..40u64)
+                .filter(|&seed| {
+                    let view = weak(&img, 28, flip, &mut ChaCha8Rng::seed_from_u64(seed));
+                    // Red rises left to right unless mirrored.
+                    view.get_pixel(2, 14)[0] > view.get_pixel(25, 14)[0]
+                })
+                .count()
+        };
+        assert!(mirrored(true) > 5, "{}", mirrored(true));
+        assert_eq!(mirrored(false), 0);
+        // The crop drawn for a seed is the same with or without flips.
+        let a = weak(&img, 28, false, &mut ChaCha8Rng::seed_from_u64(3));
+        let mut b = weak(&img, 28, true, &mut ChaCha8Rng::seed_from_u64(3));
+        if a != b {
+            imageops::flip_horizontal_in_place(&mut b);
+        }
+        assert!(a == b);
     }
 
     #[test]
     fn the_same_seed_gives_the_same_view() {
         let img = gradient(28, 28);
-        let a = strong(&img, 32, &mut ChaCha8Rng::seed_from_u64(7));
-        let b = strong(&img, 32, &mut ChaCha8Rng::seed_from_u64(7));
-        let c = strong(&img, 32, &mut ChaCha8Rng::seed_from_u64(8));
+        let a = strong(&img, 32, true, &mut ChaCha8Rng::seed_from_u64(7));
+        let b = strong(&img, 32, true, &mut ChaCha8Rng::seed_from_u64(7));
+        let c = strong(&img, 32, true, &mut ChaCha8Rng::seed_from_u64(8));
         assert!(a == b, "same seed, different views");
         assert!(a != c, "different seeds, same view");
     }

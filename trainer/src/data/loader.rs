@@ -62,6 +62,8 @@ pub struct PartBatch {
 pub struct Transform {
     pub input_size: u32,
     pub eval: PreprocessSpec,
+    /// Training views are mirrored at random (see `MirrorChoice`).
+    pub flip: bool,
 }
 
 /// A prepared request, or why an image could not be loaded.
@@ -225,9 +227,10 @@ fn prepare_part(
         let mut rng = ChaCha8Rng::seed_from_u64(
             seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
-        x.extend(to_data(&augment::weak(&image, t.input_size, &mut rng), t));
+        x.extend(to_data(&augment::weak(&image, t.input_size, t.flip, &mut rng), t));
         if let Some(strong) = &mut x_strong {
-            strong.extend(to_data(&augment::strong(&image, t.input_size, &mut rng), t));
+            let view = augment::strong(&image, t.input_size, t.flip, &mut rng);
+            strong.extend(to_data(&view, t));
         }
     }
     Ok(PartBatch {
@@ -282,6 +285,7 @@ mod tests {
         Arc::new(Transform {
             input_size: 32,
             eval,
+            flip: true,
         })
     }
 

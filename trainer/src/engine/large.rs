@@ -2,6 +2,8 @@
 //! start's best checkpoint, then an optional self-training round; the best
 //! over all stages is the result.
 
+use std::sync::Arc;
+
 use semiclass_dataset::Dataset;
 use semiclass_manifest::PreprocessSpec;
 use semiclass_manifest::checkpoint::Role;
@@ -14,9 +16,10 @@ use super::setup::{ModelRun, RunData, load_data};
 use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
 use super::worth::{Worth, judge};
 use crate::algorithms::{Algorithm, Distill, FixMatch, FreeMatch};
-use crate::baseline::{Baseline, nearest_neighbour};
+use crate::baseline::{Baseline, mirror_test, nearest_neighbour};
 use crate::config::budget;
-use crate::config::{AlgorithmKind, ModelTrainConfig, SslConfig, TrainConfig};
+use crate::config::{AlgorithmKind, MirrorChoice, ModelTrainConfig, SslConfig, TrainConfig};
+use crate::data::loader::Transform;
 use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
 use crate::distill::teacher::Teacher;
@@ -81,8 +84,9 @@ pub fn train_large(
     observer: &mut dyn StageObserver,
 ) -> Result<ModelOutcome, TrainError> {
     let cfg = &job.cfg.large;
-    let (mut net, data) =
+    let (mut net, mut data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
+    resolve_mirrors(job.cfg.data.flip, &mut data, job.cfg.run.seed, "large")?;
     let baseline = measure_baseline(&data, job.cfg.run.seed, "large")?;
     let ctx = StageContext {
         cfg: &cfg.train,
@@ -112,6 +116,43 @@ pub fn measure_baseline(data: &RunData, seed: u64, model: &str) -> Result<Baseli
             .map_or(String::new(), |t| format!(", test top-1 {:.2}%", 100.0 * t))
     );
     Ok(baseline)
+}
+
+/// Settles `data.flip` for the run's training views: as configured, or for
+/// `auto` by the mirror test on the labeled images, printed for `model`
+/// with its figures.
+pub fn resolve_mirrors(
+    choice: MirrorChoice,
+    data: &mut RunData,
+    seed: u64,
+    model: &str,
+) -> Result<(), TrainError> {
+    let flip = match choice {
+        MirrorChoice::Always => true,
+        MirrorChoice::Never => false,
+        MirrorChoice::Auto => {
+            let test = mirror_test(data, seed)?;
+            let flip = test.mirrors_keep_their_class();
+            eprintln!(
+                "{model}: mirror images: {:.0}% of the mirrored labeled images find their class by nearest neighbour, {:.0}% unmirrored ({} images): {} (data.flip={} to change)",
+                100.0 * test.mirrored,
+                100.0 * test.unmirrored,
+                test.images,
+                if flip {
+                    "training with horizontal flips"
+                } else {
+                    "classes change in a mirror, so training without horizontal flips"
+                },
+                if flip { "never" } else { "always" }
+            );
+            flip
+        }
+    };
+    data.transform = Arc::new(Transform {
+        flip,
+        ..(*data.transform).clone()
+    });
+    Ok(())
 }
 
 /// A stage's length from its `steps` / `epochs`, `auto` when neither is
@@ -246,7 +287,8 @@ fn selftrain_stage(
         .chain(data.unlabeled.iter().copied())
         .collect();
     let labels = SoftLabels::compute_or_load(&SoftLabelJob {
-        flip: cfg.selftrain.flip,
+        // Mirror-averaging only where a mirror image keeps its class.
+        flip: cfg.selftrain.flip && data.transform.flip,
         ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
     })?;
     let Some(labels) = labels else {

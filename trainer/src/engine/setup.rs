@@ -176,7 +176,12 @@ pub fn load_data(
     Ok(RunData {
         classes: dataset.classes.clone(),
         store: Arc::new(store),
-        transform: Arc::new(Transform { input_size, eval }),
+        // Flips until the run settles `data.flip` (engine::large::resolve_mirrors).
+        transform: Arc::new(Transform {
+            input_size,
+            eval,
+            flip: true,
+        }),
         train,
         unlabeled,
         val,

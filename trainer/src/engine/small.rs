@@ -8,7 +8,9 @@ use std::path::Path;
 use semiclass_manifest::checkpoint::Role;
 
 use super::TrainError;
-use super::large::{measure_baseline, prepare_model, soft_label_job, stage_length};
+use super::large::{
+    measure_baseline, prepare_model, resolve_mirrors, soft_label_job, stage_length,
+};
 use super::pipeline::{BuildStage, Built, ModelOutcome, StageResult, run_pipeline};
 use super::setup::{ModelRun, RunData};
 use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
@@ -28,8 +30,9 @@ pub fn train_small(
     observer: &mut dyn StageObserver,
 ) -> Result<ModelOutcome, TrainError> {
     let cfg = &job.cfg.small;
-    let (mut net, data) =
+    let (mut net, mut data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
+    resolve_mirrors(job.cfg.data.flip, &mut data, job.cfg.run.seed, "small")?;
     let teacher = Teacher::load(teacher, &data.classes, job.device)?;
     let teacher_val = teacher.meta.metrics.get("val_top1").copied();
     eprintln!(
@@ -136,7 +139,8 @@ fn distill_stage(job: &ModelRun, data: &RunData, teacher: Teacher) -> Result<Bui
             let labels = SoftLabels::compute_or_load(&SoftLabelJob {
                 t: distill.t,
                 topk: distill.topk.clamp(1, data.classes.len()),
-                flip: distill.flip,
+                // Mirror-averaging only where a mirror image keeps its class.
+                flip: distill.flip && data.transform.flip,
                 ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
             })?;
             let Some(labels) = labels else {

@@ -56,6 +56,15 @@ fn a_package_sealed_to_another_vendor_key_gets_no_license() {
         err.to_string().contains("not to this issuer's key"),
         "{err}"
     );
+    // The refusal took no activation slot of the serial.
+    assert_eq!(activations_of(&vendor, &manifest.package_id), 0);
+}
+
+/// Activations recorded under the one serial of `package`.
+fn activations_of(vendor: &Vendor, package: &str) -> u32 {
+    let serials = vendor.db().list(Some(package)).unwrap();
+    assert_eq!(serials.len(), 1);
+    serials[0].activations
 }
 
 #[test]
@@ -70,4 +79,9 @@ fn a_request_without_a_machine_key_gets_no_license_for_an_encrypted_model() {
     let err = vendor.issuer.activate(&old, NOW).unwrap_err();
     assert!(matches!(err, IssuerError::NoMachineKey { .. }), "{err}");
     assert_eq!(err.code(), Some("old_sdk"));
+    // Refused before a slot was taken: with one activation allowed, the
+    // same serial still activates this machine with a current SDK.
+    assert_eq!(activations_of(&vendor, &pkg.id), 0);
+    vendor.activate(&pkg.id, serial, &laptop, NOW);
+    assert_eq!(activations_of(&vendor, &pkg.id), 1);
 }
