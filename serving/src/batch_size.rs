@@ -204,13 +204,17 @@ mod tests {
         // An inference-bound model on a busy CPU: pairs measure 3% cheaper
         // per image (noise), which is not worth the wait of a pair.
         let mut sizer = BatchSizer::new(16);
-        let sizes = drive(&mut sizer, 200, |n| 0.080 * n as f64 * if n == 1 { 1.0 } else { 0.97 });
+        let sizes = drive(&mut sizer, 200, |n| {
+            0.080 * n as f64 * if n == 1 { 1.0 } else { 0.97 }
+        });
         let singles = sizes[20..].iter().filter(|&&n| n == 1).count();
         assert!(singles >= 160, "{sizes:?}");
         assert_eq!(sizer.limit().wait_for, 1);
         // Pairs 20% cheaper per image are worth it.
         let mut sizer = BatchSizer::new(2);
-        drive(&mut sizer, 50, |n| 0.080 * n as f64 * if n == 1 { 1.0 } else { 0.8 });
+        drive(&mut sizer, 50, |n| {
+            0.080 * n as f64 * if n == 1 { 1.0 } else { 0.8 }
+        });
         assert_eq!(sizer.limit().wait_for, 2);
     }
 
