@@ -128,7 +128,8 @@ async fn client(
         if sender.ready().await.is_err() {
             sender = connect(&target).await?;
         }
-        let Ok(status) = tokio::time::timeout_at(deadline.into(), predict(&mut sender, &target)).await
+        let Ok(status) =
+            tokio::time::timeout_at(deadline.into(), predict(&mut sender, &target)).await
         else {
             answers.push((UNFINISHED, deadline - started));
             return Ok(answers);

@@ -198,7 +198,11 @@ fn inference_layouts(args: &Args) -> Vec<(usize, usize)> {
     let per_session = (args.threads / args.sessions).max(1);
     let mut layouts = vec![(1, 1), (args.sessions, per_session)];
     if args.python.is_some() {
-        layouts.extend(args.python_workers.iter().map(|&w| (w, (args.threads / w).max(1))));
+        layouts.extend(
+            args.python_workers
+                .iter()
+                .map(|&w| (w, (args.threads / w).max(1))),
+        );
     }
     layouts.sort();
     layouts.dedup();

@@ -33,7 +33,12 @@ pub struct Window {
 
 impl Window {
     pub fn measure(self, cores: usize) -> Measure {
-        let mut waits: Vec<Duration> = self.latencies.iter().chain(&self.unfinished).copied().collect();
+        let mut waits: Vec<Duration> = self
+            .latencies
+            .iter()
+            .chain(&self.unfinished)
+            .copied()
+            .collect();
         waits.sort();
         let at = |q: f64| {
             waits
