@@ -6,6 +6,7 @@ mod train;
 
 pub use resolve::{ConfigError, resolve, to_yaml};
 pub use train::{
-    AlgorithmKind, DataConfig, DistillConfig, DistillMode, LargeConfig, MirrorChoice, ModelTrainConfig,
-    OptimizerKind, PseudoLabeler, RunConfig, SelfTrainConfig, SmallConfig, SslConfig, TrainConfig,
+    AlgorithmKind, DataConfig, DistillConfig, DistillMode, LargeConfig, MirrorChoice,
+    ModelTrainConfig, OptimizerKind, PseudoLabeler, RunConfig, SelfTrainConfig, SmallConfig,
+    SslConfig, TrainConfig,
 };

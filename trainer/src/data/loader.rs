@@ -227,7 +227,10 @@ fn prepare_part(
         let mut rng = ChaCha8Rng::seed_from_u64(
             seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
-        x.extend(to_data(&augment::weak(&image, t.input_size, t.flip, &mut rng), t));
+        x.extend(to_data(
+            &augment::weak(&image, t.input_size, t.flip, &mut rng),
+            t,
+        ));
         if let Some(strong) = &mut x_strong {
             let view = augment::strong(&image, t.input_size, t.flip, &mut rng);
             strong.extend(to_data(&view, t));
