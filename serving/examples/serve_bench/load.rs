@@ -5,7 +5,9 @@
 //! A request still waiting at the end of the window counts in the
 //! latencies with the time it had waited (a lower bound): leaving it out
 //! would report the latency of the requests a server chose to serve, and a
-//! server that starves some connections would look fast at the tail.
+//! server that starves some connections would look fast at the tail. The
+//! window ends only once every such request is answered, so that no side
+//! measures while another still works off its queue.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -128,10 +130,14 @@ async fn client(
         if sender.ready().await.is_err() {
             sender = connect(&target).await?;
         }
-        let Ok(status) =
-            tokio::time::timeout_at(deadline.into(), predict(&mut sender, &target)).await
-        else {
+        let request = predict(&mut sender, &target);
+        tokio::pin!(request);
+        let Ok(status) = tokio::time::timeout_at(deadline.into(), &mut request).await else {
             answers.push((UNFINISHED, deadline - started));
+            // Waited for all the same: a request dropped here would leave
+            // a server that does not cancel abandoned work (uvicorn) busy
+            // into the next side's window.
+            let _ = request.await;
             return Ok(answers);
         };
         let status = status?;
