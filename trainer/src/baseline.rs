@@ -40,15 +40,44 @@ impl Baseline {
     }
 }
 
-/// The 1-nearest-neighbour baseline of a run's data (subsets drawn with
-/// `seed` where the lists are longer than the caps).
-pub fn nearest_neighbour(data: &RunData, seed: u64) -> Result<Baseline, LoadError> {
-    let labeled = sample(&data.train, MAX_LABELED, seed);
-    let (keys, key_labels) = thumbnails(&data.store, &labeled)?;
+/// Thumbnails of the labeled images (a sample of at most [`MAX_LABELED`],
+/// drawn with the run's seed): the keys both the baseline and the mirror
+/// test look up, made once per model.
+pub struct LabeledThumbnails {
+    keys: Tensor,
+    labels: Tensor,
+}
+
+impl LabeledThumbnails {
+    pub fn of(data: &RunData, seed: u64) -> Result<LabeledThumbnails, LoadError> {
+        let labeled = sample(&data.train, MAX_LABELED, seed);
+        let (keys, labels) = thumbnails(&data.store, &labeled)?;
+        Ok(LabeledThumbnails { keys, labels })
+    }
+
+    fn count(&self) -> usize {
+        self.keys.size()[0] as usize
+    }
+}
+
+/// The 1-nearest-neighbour baseline of a run's data, val and test looked
+/// up among `labeled` (subsets drawn with `seed` where the lists are longer
+/// than the caps).
+pub fn nearest_neighbour(
+    data: &RunData,
+    labeled: &LabeledThumbnails,
+    seed: u64,
+) -> Result<Baseline, LoadError> {
     let score = |items: &[(usize, i64)]| -> Result<f64, LoadError> {
         let items = sample(items, MAX_EVALUATED, seed ^ 1);
         let (queries, truth) = thumbnails(&data.store, &items)?;
-        Ok(accuracy(&keys, &key_labels, &queries, &truth))
+        Ok(accuracy(
+            &labeled.keys,
+            &labeled.labels,
+            &queries,
+            &truth,
+            None,
+        ))
     };
     let val_top1 = score(&data.val)?;
     let test_top1 = if data.test.is_empty() {
@@ -58,7 +87,7 @@ pub fn nearest_neighbour(data: &RunData, seed: u64) -> Result<Baseline, LoadErro
     };
     Ok(Baseline {
         method: format!("1-nearest-neighbour on {THUMBNAIL}x{THUMBNAIL} thumbnails"),
-        labeled: labeled.len(),
+        labeled: labeled.count(),
         val_top1,
         test_top1,
     })
@@ -102,61 +131,26 @@ impl MirrorTest {
     }
 }
 
-/// The mirror test on the labeled images of a run (a sample of at most
+/// The mirror test on `labeled` (a sample of at most
 /// [`MAX_MIRROR_QUERIES`] of them looked up among all).
-pub fn mirror_test(data: &RunData, seed: u64) -> Result<MirrorTest, LoadError> {
-    let labeled = sample(&data.train, MAX_LABELED, seed);
-    let (keys, key_labels) = thumbnails(&data.store, &labeled)?;
-    let n = labeled.len() as i64;
-    let mut order: Vec<(usize, i64)> = (0..labeled.len()).map(|i| (i, 0)).collect();
-    order = sample(&order, MAX_MIRROR_QUERIES, seed ^ 2);
-    let rows: Vec<i64> = order.iter().map(|&(i, _)| i as i64).collect();
-    let rows = Tensor::from_slice(&rows);
-    let queries = keys.index_select(0, &rows);
-    let truth = key_labels.index_select(0, &rows);
+pub fn mirror_test(labeled: &LabeledThumbnails, seed: u64) -> MirrorTest {
+    let all: Vec<i64> = (0..labeled.count() as i64).collect();
+    let rows = Tensor::from_slice(&sample(&all, MAX_MIRROR_QUERIES, seed ^ 2));
+    let queries = labeled.keys.index_select(0, &rows);
+    let truth = labeled.labels.index_select(0, &rows);
     let mirrors = queries
         .reshape([-1, 3, THUMBNAIL, THUMBNAIL])
         .flip([3])
         .reshape([-1, 3 * THUMBNAIL * THUMBNAIL]);
-    let others = |q: &Tensor| leave_one_out_accuracy(&keys, &key_labels, q, &truth, &rows);
-    Ok(MirrorTest {
-        images: if n < 2 { 0 } else { rows.size()[0] as usize },
-        unmirrored: others(&queries),
-        mirrored: others(&mirrors),
-    })
+    let score = |q: &Tensor| accuracy(&labeled.keys, &labeled.labels, q, &truth, Some(&rows));
+    MirrorTest {
+        images: rows.size()[0] as usize,
+        unmirrored: score(&queries),
+        mirrored: score(&mirrors),
+    }
 }
 
-/// Like [`accuracy`], for queries made from the keys at `rows`: the key a
-/// query was made from is left out of its search.
-fn leave_one_out_accuracy(
-    keys: &Tensor,
-    key_labels: &Tensor,
-    queries: &Tensor,
-    truth: &Tensor,
-    rows: &Tensor,
-) -> f64 {
-    let n = queries.size()[0];
-    if n == 0 || keys.size()[0] < 2 {
-        return 0.0;
-    }
-    let key_norms = keys.square().sum_dim_intlist(1, false, Kind::Float);
-    let mut correct = 0i64;
-    for start in (0..n).step_by(1024) {
-        let len = 1024.min(n - start);
-        let chunk = queries.narrow(0, start, len);
-        let distance = key_norms.unsqueeze(0) - chunk.matmul(&keys.tr()) * 2.0;
-        let own = rows.narrow(0, start, len).unsqueeze(1);
-        let distance = distance.scatter_value(1, &own, f64::INFINITY);
-        let predicted = key_labels.index_select(0, &distance.argmin(1, false));
-        correct += predicted
-            .eq_tensor(&truth.narrow(0, start, len))
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-    }
-    correct as f64 / n as f64
-}
-
-fn sample(items: &[(usize, i64)], max: usize, seed: u64) -> Vec<(usize, i64)> {
+fn sample<T: Clone>(items: &[T], max: usize, seed: u64) -> Vec<T> {
     let mut items = items.to_vec();
     if items.len() > max {
         items.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -183,23 +177,35 @@ fn thumbnails(store: &ImageStore, items: &[(usize, i64)]) -> Result<(Tensor, Ten
     Ok((Tensor::stack(&tensors, 0), Tensor::from_slice(&labels)))
 }
 
-/// Share of `queries` whose nearest key (Euclidean) has their label.
-fn accuracy(keys: &Tensor, key_labels: &Tensor, queries: &Tensor, truth: &Tensor) -> f64 {
+/// Share of `queries` whose nearest key (Euclidean) has their label. With
+/// `made_from` (each query's row among the keys, for queries made from
+/// keys), a query does not find the key it was made from.
+fn accuracy(
+    keys: &Tensor,
+    key_labels: &Tensor,
+    queries: &Tensor,
+    truth: &Tensor,
+    made_from: Option<&Tensor>,
+) -> f64 {
     let n = queries.size()[0];
-    if n == 0 || keys.size()[0] == 0 {
+    let keys_needed = if made_from.is_some() { 2 } else { 1 };
+    if n == 0 || keys.size()[0] < keys_needed {
         return 0.0;
     }
     let key_norms = keys.square().sum_dim_intlist(1, false, Kind::Float);
     let mut correct = 0i64;
     for start in (0..n).step_by(1024) {
-        let chunk = queries.narrow(0, start, 1024.min(n - start));
+        let len = 1024.min(n - start);
+        let chunk = queries.narrow(0, start, len);
         // |q - k|² without |q|², which is the same for every key.
-        let distance = key_norms.unsqueeze(0) - chunk.matmul(&keys.tr()) * 2.0;
-        let nearest = distance.argmin(1, false);
-        let predicted = key_labels.index_select(0, &nearest);
-        let expected = truth.narrow(0, start, chunk.size()[0]);
+        let mut distance = key_norms.unsqueeze(0) - chunk.matmul(&keys.tr()) * 2.0;
+        if let Some(rows) = made_from {
+            let own = rows.narrow(0, start, len).unsqueeze(1);
+            distance = distance.scatter_value(1, &own, f64::INFINITY);
+        }
+        let predicted = key_labels.index_select(0, &distance.argmin(1, false));
         correct += predicted
-            .eq_tensor(&expected)
+            .eq_tensor(&truth.narrow(0, start, len))
             .sum(Kind::Int64)
             .int64_value(&[]);
     }
@@ -216,7 +222,7 @@ mod tests {
         let key_labels = Tensor::from_slice(&[3i64, 7]);
         let queries = Tensor::from_slice(&[1.0f32, 1.0, 9.0, 8.0, 6.0, 6.0]).reshape([3, 2]);
         let truth = Tensor::from_slice(&[3i64, 7, 3]);
-        let got = accuracy(&keys, &key_labels, &queries, &truth);
+        let got = accuracy(&keys, &key_labels, &queries, &truth, None);
         assert!((got - 2.0 / 3.0).abs() < 1e-9, "{got}");
     }
 
@@ -227,9 +233,9 @@ mod tests {
         let keys = Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0, 0.5, 0.5]).reshape([3, 2]);
         let labels = Tensor::from_slice(&[0i64, 0, 1]);
         let rows = Tensor::from_slice(&[0i64, 1, 2]);
-        let got = leave_one_out_accuracy(&keys, &labels, &keys, &labels, &rows);
+        let got = accuracy(&keys, &labels, &keys, &labels, Some(&rows));
         assert_eq!(got, 0.0);
-        let got = accuracy(&keys, &labels, &keys, &labels);
+        let got = accuracy(&keys, &labels, &keys, &labels, None);
         assert_eq!(got, 1.0);
     }
 
@@ -286,7 +292,7 @@ mod tests {
             let top = 1 + i % 4;
             (x == bar && (top..13).contains(&y)) || (y == 13 && (3..=12).contains(&x))
         });
-        let test = mirror_test(&handed, 0).unwrap();
+        let test = mirror_test(&LabeledThumbnails::of(&handed, 0).unwrap(), 0);
         assert_eq!(test.images, 60);
         assert!(test.unmirrored > 0.9, "{test:?}");
         assert!(!test.mirrors_keep_their_class(), "{test:?}");
@@ -299,7 +305,7 @@ mod tests {
                 x == at && (2..14).contains(&y)
             }
         });
-        let test = mirror_test(&symmetric, 0).unwrap();
+        let test = mirror_test(&LabeledThumbnails::of(&symmetric, 0).unwrap(), 0);
         assert!(test.mirrors_keep_their_class(), "{test:?}");
     }
 

@@ -16,10 +16,9 @@ use super::setup::{ModelRun, RunData, load_data};
 use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
 use super::worth::{Worth, judge};
 use crate::algorithms::{Algorithm, Distill, FixMatch, FreeMatch};
-use crate::baseline::{Baseline, mirror_test, nearest_neighbour};
+use crate::baseline::{Baseline, LabeledThumbnails, mirror_test, nearest_neighbour};
 use crate::config::budget;
 use crate::config::{AlgorithmKind, MirrorChoice, ModelTrainConfig, SslConfig, TrainConfig};
-use crate::data::loader::Transform;
 use crate::distill::TargetSource;
 use crate::distill::soft_labels::{SoftLabelJob, SoftLabels};
 use crate::distill::teacher::Teacher;
@@ -86,8 +85,7 @@ pub fn train_large(
     let cfg = &job.cfg.large;
     let (mut net, mut data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
-    resolve_mirrors(job.cfg.data.flip, &mut data, job.cfg.run.seed, "large")?;
-    let baseline = measure_baseline(&data, job.cfg.run.seed, "large")?;
+    let baseline = measure_references(job.cfg, &mut data, "large")?;
     let ctx = StageContext {
         cfg: &cfg.train,
         data: &data,
@@ -104,9 +102,19 @@ pub fn train_large(
     run_pipeline(&ctx, &mut net, stages, job.resume.as_deref(), observer)
 }
 
-/// The run's 1-nearest-neighbour baseline, printed for `model`.
-pub fn measure_baseline(data: &RunData, seed: u64, model: &str) -> Result<Baseline, TrainError> {
-    let baseline = nearest_neighbour(data, seed)?;
+/// The run's measurements on thumbnails, printed for `model`, from one set
+/// of thumbnails of the labeled images: settles `data.flip` (as
+/// configured, or for `auto` by the mirror test) and measures the
+/// 1-nearest-neighbour baseline.
+pub fn measure_references(
+    cfg: &TrainConfig,
+    data: &mut RunData,
+    model: &str,
+) -> Result<Baseline, TrainError> {
+    let seed = cfg.run.seed;
+    let labeled = LabeledThumbnails::of(data, seed)?;
+    Arc::make_mut(&mut data.transform).flip = settle_mirrors(cfg.data.flip, &labeled, seed, model);
+    let baseline = nearest_neighbour(data, &labeled, seed)?;
     eprintln!(
         "{model}: baseline: {}: val top-1 {:.2}%{}",
         baseline.describe(),
@@ -118,20 +126,19 @@ pub fn measure_baseline(data: &RunData, seed: u64, model: &str) -> Result<Baseli
     Ok(baseline)
 }
 
-/// Settles `data.flip` for the run's training views: as configured, or for
-/// `auto` by the mirror test on the labeled images, printed for `model`
-/// with its figures.
-pub fn resolve_mirrors(
+/// Whether the training views are flipped: as configured, or for `auto`
+/// by the mirror test, printed with its figures.
+fn settle_mirrors(
     choice: MirrorChoice,
-    data: &mut RunData,
+    labeled: &LabeledThumbnails,
     seed: u64,
     model: &str,
-) -> Result<(), TrainError> {
-    let flip = match choice {
+) -> bool {
+    match choice {
         MirrorChoice::Always => true,
         MirrorChoice::Never => false,
         MirrorChoice::Auto => {
-            let test = mirror_test(data, seed)?;
+            let test = mirror_test(labeled, seed);
             let flip = test.mirrors_keep_their_class();
             eprintln!(
                 "{model}: mirror images: {:.0}% of the mirrored labeled images find their class by nearest neighbour, {:.0}% unmirrored ({} images): {} (data.flip={} to change)",
@@ -147,12 +154,7 @@ pub fn resolve_mirrors(
             );
             flip
         }
-    };
-    data.transform = Arc::new(Transform {
-        flip,
-        ..(*data.transform).clone()
-    });
-    Ok(())
+    }
 }
 
 /// A stage's length from its `steps` / `epochs`, `auto` when neither is
@@ -286,11 +288,13 @@ fn selftrain_stage(
         .map(|&(i, _)| i)
         .chain(data.unlabeled.iter().copied())
         .collect();
-    let labels = SoftLabels::compute_or_load(&SoftLabelJob {
-        // Mirror-averaging only where a mirror image keeps its class.
-        flip: cfg.selftrain.flip && data.transform.flip,
-        ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
-    })?;
+    let labels = SoftLabels::compute_or_load(&soft_label_job(
+        job,
+        data,
+        &teacher,
+        &indices,
+        (cfg.train.batch_size, cfg.selftrain.flip),
+    ))?;
     let Some(labels) = labels else {
         return Ok(Built::Stopped);
     };
@@ -330,14 +334,16 @@ fn selftrain_stage(
 /// The teacher's predictions on `indices` for this run: in batches twice
 /// the training batch (at least 128), cached next to the runs so that later
 /// runs with the same teacher and images reuse them, stopped by the run's
-/// signal flag, with its progress bar. Distillation and self-training set
-/// `t`, `topk` and `flip` on it (defaults: 1, at most 10, flip-averaged).
+/// signal flag, with its progress bar. Averaged with the mirror image when
+/// the stage asks (`flip`) and the run's mirrors keep their class
+/// (`data.flip`). Distillation sets `t` and `topk` on it (defaults: 1, at
+/// most 10).
 pub fn soft_label_job<'a>(
     job: &'a ModelRun,
     data: &'a RunData,
     teacher: &'a Teacher,
     indices: &'a [usize],
-    train_batch_size: usize,
+    (train_batch_size, flip): (usize, bool),
 ) -> SoftLabelJob<'a> {
     SoftLabelJob {
         teacher,
@@ -345,7 +351,7 @@ pub fn soft_label_job<'a>(
         indices,
         t: 1.0,
         topk: data.classes.len().min(10),
-        flip: true,
+        flip: flip && data.transform.flip,
         batch_size: train_batch_size.max(64) * 2,
         cache_dir: job.cfg.run.dir.join(".soft-labels"),
         stop: job.stop,

@@ -176,7 +176,7 @@ pub fn load_data(
     Ok(RunData {
         classes: dataset.classes.clone(),
         store: Arc::new(store),
-        // Flips until the run settles `data.flip` (engine::large::resolve_mirrors).
+        // Flips until the run settles `data.flip` (engine::large::measure_references).
         transform: Arc::new(Transform {
             input_size,
             eval,

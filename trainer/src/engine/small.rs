@@ -8,9 +8,7 @@ use std::path::Path;
 use semiclass_manifest::checkpoint::Role;
 
 use super::TrainError;
-use super::large::{
-    measure_baseline, prepare_model, resolve_mirrors, soft_label_job, stage_length,
-};
+use super::large::{measure_references, prepare_model, soft_label_job, stage_length};
 use super::pipeline::{BuildStage, Built, ModelOutcome, StageResult, run_pipeline};
 use super::setup::{ModelRun, RunData};
 use super::stage::{Length, Stage, StageContext, StageObserver, Warmup};
@@ -32,7 +30,7 @@ pub fn train_small(
     let cfg = &job.cfg.small;
     let (mut net, mut data) =
         prepare_model(job.cfg, &cfg.train, job.dataset, job.device, job.on_image)?;
-    resolve_mirrors(job.cfg.data.flip, &mut data, job.cfg.run.seed, "small")?;
+    let baseline = measure_references(job.cfg, &mut data, "small")?;
     let teacher = Teacher::load(teacher, &data.classes, job.device)?;
     let teacher_val = teacher.meta.metrics.get("val_top1").copied();
     eprintln!(
@@ -42,7 +40,6 @@ pub fn train_small(
         teacher.meta.input_size,
         teacher_val.map_or("unknown".into(), |v| format!("{:.2}%", 100.0 * v))
     );
-    let baseline = measure_baseline(&data, job.cfg.run.seed, "small")?;
     if let Some(val) = teacher_val {
         check_teacher(
             &teacher.path,
@@ -139,9 +136,13 @@ fn distill_stage(job: &ModelRun, data: &RunData, teacher: Teacher) -> Result<Bui
             let labels = SoftLabels::compute_or_load(&SoftLabelJob {
                 t: distill.t,
                 topk: distill.topk.clamp(1, data.classes.len()),
-                // Mirror-averaging only where a mirror image keeps its class.
-                flip: distill.flip && data.transform.flip,
-                ..soft_label_job(job, data, &teacher, &indices, cfg.train.batch_size)
+                ..soft_label_job(
+                    job,
+                    data,
+                    &teacher,
+                    &indices,
+                    (cfg.train.batch_size, distill.flip),
+                )
             })?;
             let Some(labels) = labels else {
                 return Ok(Built::Stopped);
