@@ -48,14 +48,14 @@ pub async fn load(target: &Target, clients: usize, seconds: f64, cores: usize) -
     let generator_seconds = cpu::own_seconds() - at_warmup.1;
     let (mut latencies, mut unfinished, mut statuses) = (Vec::new(), Vec::new(), BTreeMap::new());
     for task in tasks {
-        for (status, latency) in task.await?? {
+        let log = task.await??;
+        for (status, latency) in log.answers {
             *statuses.entry(status).or_insert(0) += 1;
-            match status {
-                200 => latencies.push(latency),
-                UNFINISHED => unfinished.push(latency),
-                _ => {}
+            if status == 200 {
+                latencies.push(latency);
             }
         }
+        unfinished.extend(log.unfinished);
     }
     Ok(Window {
         took: deadline - warmup,
@@ -112,17 +112,23 @@ async fn predict(sender: &mut Sender, target: &Target) -> Result<u16> {
     Ok(status)
 }
 
-async fn client(
-    target: Target,
-    warmup: Instant,
-    deadline: Instant,
-) -> Result<Vec<(u16, Duration)>> {
+/// What one client saw in the window: each answer's status and latency,
+/// and how long its last request had waited if unanswered at the end.
+struct ClientLog {
+    answers: Vec<(u16, Duration)>,
+    unfinished: Option<Duration>,
+}
+
+async fn client(target: Target, warmup: Instant, deadline: Instant) -> Result<ClientLog> {
     let mut sender = connect(&target).await?;
     let mut answers = Vec::new();
     loop {
         let started = Instant::now();
         if started >= deadline {
-            return Ok(answers);
+            return Ok(ClientLog {
+                answers,
+                unfinished: None,
+            });
         }
         // A server may close a keep-alive connection (after a refusal, at
         // its connection cap): reconnect, as a real client does, rather
@@ -133,12 +139,14 @@ async fn client(
         let request = predict(&mut sender, &target);
         tokio::pin!(request);
         let Ok(status) = tokio::time::timeout_at(deadline.into(), &mut request).await else {
-            answers.push((UNFINISHED, deadline - started));
             // Waited for all the same: a request dropped here would leave
             // a server that does not cancel abandoned work (uvicorn) busy
             // into the next side's window.
             let _ = request.await;
-            return Ok(answers);
+            return Ok(ClientLog {
+                answers,
+                unfinished: Some(deadline - started),
+            });
         };
         let status = status?;
         let finished = Instant::now();
@@ -152,9 +160,6 @@ async fn client(
         }
     }
 }
-
-/// The status recorded for a request still unanswered at the deadline.
-pub const UNFINISHED: u16 = 0;
 
 /// How long a refused client waits before its next request.
 const BACKOFF: Duration = Duration::from_millis(100);

@@ -10,6 +10,8 @@ pub struct Measure {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub statuses: BTreeMap<u16, usize>,
+    /// Requests still unanswered at the window's end.
+    pub unfinished: usize,
     /// CPU milliseconds the measured side spent per answered image.
     pub cpu_ms_per_image: f64,
     /// The load generator's CPU, in percent of the machine (HTTP sides).
@@ -56,6 +58,7 @@ impl Window {
                 .generator_seconds
                 .map(|s| 100.0 * s / (wall * cores as f64)),
             statuses: self.statuses,
+            unfinished: self.unfinished.len(),
         }
     }
 }
@@ -81,13 +84,10 @@ impl Best {
 
 /// One markdown table row.
 pub fn row(name: &str, m: &Measure) {
-    let answers: Vec<String> = m
-        .statuses
-        .iter()
-        .map(|(s, n)| match *s {
-            crate::load::UNFINISHED => format!("unfinished at the end: {n}"),
-            s => format!("{s}: {n}"),
-        })
+    let unfinished = (m.unfinished > 0).then(|| format!("unfinished at the end: {}", m.unfinished));
+    let answers: Vec<String> = unfinished
+        .into_iter()
+        .chain(m.statuses.iter().map(|(s, n)| format!("{s}: {n}")))
         .collect();
     let generator = m
         .generator_share
