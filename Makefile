@@ -78,8 +78,12 @@ AUGMENT_FIXTURES := $(CURDIR)/target/augment-fixtures
 $(AUGMENT_FIXTURES)/cases.json: tests/fixtures/make_augment.py $(VENV_STAMP)
 	$(PYTHON) tests/fixtures/make_augment.py $(AUGMENT_FIXTURES)
 
+# `--all-targets` everywhere (lint, build, tests): the same selection resolves
+# the same features, so the three share their build-script runs. With
+# `--bins` here the host crates (cc, getrandom) got other features, and
+# torch-sys compiled its C++ wrapper (minutes) once more.
 test: setup $(MODEL_FIXTURES)/cases.json $(AUGMENT_FIXTURES)/cases.json
-	cargo build --workspace --bins
+	cargo build --workspace --all-targets
 	scripts/preflight.sh target/debug
 	@# nextest ships with this machine kind; plain cargo test where it does not.
 	if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --no-fail-fast; \
