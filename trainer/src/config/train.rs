@@ -194,9 +194,14 @@ pub struct ModelTrainConfig {
     pub evals_per_stage: usize,
     /// Epochs between evaluations instead (wins over `evals_per_stage`).
     pub eval_interval: Option<usize>,
-    /// Stop a stage after this many evaluations without a better val
-    /// accuracy (0: never; the best checkpoint is kept either way).
-    pub patience: usize,
+    /// Stop the model's first stage (supervised, distillation: the ones
+    /// that start from random weights) after this many evaluations without
+    /// a better val accuracy (0: never; the best checkpoint is kept either
+    /// way). The stages that continue a trained model run to their end
+    /// (`Stage::to_the_end`). Unset: `config::budget::AUTO_PATIENCE` when
+    /// the schedule chose a stage's length, 0 when the configuration set
+    /// it; written into the run's config.yaml.
+    pub patience: Option<usize>,
 }
 
 impl Default for ModelTrainConfig {
@@ -224,7 +229,7 @@ impl Default for ModelTrainConfig {
             log_interval: 50,
             evals_per_stage: 10,
             eval_interval: None,
-            patience: 0,
+            patience: None,
         }
     }
 }

@@ -215,7 +215,8 @@ fn stages<'a>(
                     labeler: cfg.ssl.teacher,
                     algorithm,
                     ..Stage::new("ssl", 2, length, &cfg.train)
-                })))
+                }
+                .to_the_end())))
             }),
         ));
     }
@@ -328,7 +329,8 @@ fn selftrain_stage(
             Length::Epochs(cfg.selftrain.epochs),
             &cfg.train,
         )
-    })))
+    }
+    .to_the_end())))
 }
 
 /// The teacher's predictions on `indices` for this run: in batches twice

@@ -20,6 +20,9 @@ pub struct StageResult {
     pub name: String,
     pub val_top1: f64,
     pub best: PathBuf,
+    /// Optimizer steps the stage ran (fewer than planned when it stopped
+    /// on a plateau).
+    pub steps: u64,
 }
 
 /// Builds a stage when its turn comes (it may need the best checkpoint
@@ -127,6 +130,7 @@ pub fn run_pipeline(
             name: name.to_string(),
             val_top1: outcome.best_top1,
             best: outcome.best,
+            steps: outcome.steps,
         });
     }
     finish(ctx, net, results)
@@ -151,6 +155,8 @@ fn read_resume(path: &Path) -> Result<(Vec<(String, tch::Tensor)>, ResumeInfo), 
 fn finished_stage(ctx: &StageContext, name: &str) -> Result<StageResult, TrainError> {
     let best = ctx.run.checkpoint(&format!("{name}-best.safetensors"));
     let meta = read_meta(&best)?;
+    // The stage's last evaluation is at its last step.
+    let last = read_meta(&ctx.run.checkpoint(&format!("{name}-last.safetensors")))?;
     Ok(StageResult {
         name: name.to_string(),
         val_top1: meta
@@ -159,6 +165,7 @@ fn finished_stage(ctx: &StageContext, name: &str) -> Result<StageResult, TrainEr
             .copied()
             .unwrap_or(f64::NEG_INFINITY),
         best,
+        steps: last.step,
     })
 }
 
@@ -227,7 +234,9 @@ fn write_summary(ctx: &StageContext, outcome: &ModelOutcome) -> Result<(), Train
     let stages: Vec<serde_json::Value> = outcome
         .stages
         .iter()
-        .map(|s| serde_json::json!({"stage": s.name, "val_top1": s.val_top1, "best": s.best}))
+        .map(|s| {
+            serde_json::json!({"stage": s.name, "val_top1": s.val_top1, "best": s.best, "steps": s.steps})
+        })
         .collect();
     let summary = serde_json::json!({
         "best": outcome.best,
@@ -237,6 +246,8 @@ fn write_summary(ctx: &StageContext, outcome: &ModelOutcome) -> Result<(), Train
         "test_top5": outcome.test.as_ref().map(|t| t.top5),
         "test_images": outcome.test.as_ref().map(|t| t.count),
         "baseline": outcome.baseline,
+        // What `data.flip: auto` decided (README "Mirror images").
+        "flip": ctx.data.transform.flip,
         "stages": stages,
     });
     let path = ctx.run.path.join(SUMMARY_FILE);

@@ -74,7 +74,8 @@ pub fn train_small(
                     lr: cfg.distill.finetune_lr,
                     warmup: Warmup::Share(0.0),
                     ..Stage::new("finetune", 2, length, &cfg.train)
-                })))
+                }
+                .to_the_end())))
             }),
         ));
     }
