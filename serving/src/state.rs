@@ -11,7 +11,7 @@ use semiclass_manifest::package::PackageManifest;
 
 use crate::activate::ACTIVATION_CAP;
 use crate::decoding::DecodePool;
-use crate::engine::{Backend, BatchSettings, Batcher, EngineError, OrtBackend, init_runtime};
+use crate::engine::{Backend, BatchSettings, Batcher, EngineError, Lanes, OrtBackend, init_runtime};
 use crate::limits::{Admission, Limits};
 use crate::metrics::{BatchStats, Metrics};
 use crate::tokens::{LiveTokens, TokenStore};
@@ -163,11 +163,10 @@ fn start_model(package: Package, batch: BatchSettings) -> Result<Model, StartErr
         source,
     };
     let onnx = package.model_bytes()?;
-    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    for _ in 0..batch.sessions.max(1) {
-        let names = (spec.input_name.as_str(), spec.output_name.as_str());
+    let names = (spec.input_name.as_str(), spec.output_name.as_str());
+    let session = |threads| -> Result<Box<dyn Backend>, StartError> {
         let mut backend =
-            OrtBackend::new(onnx, batch.threads, names, sample_shape).map_err(engine_err)?;
+            OrtBackend::new(onnx, threads, names, sample_shape).map_err(engine_err)?;
         let logits = backend
             .run(vec![0.0; 3 * side * side], 1)
             .map_err(|e| engine_err(EngineError::Model(e)))?;
@@ -178,10 +177,20 @@ fn start_model(package: Package, batch: BatchSettings) -> Result<Model, StartErr
                 spec.class_names.len()
             ))));
         }
-        backends.push(Box::new(backend));
-    }
+        Ok(Box::new(backend))
+    };
+    let sessions = batch.sessions.max(1);
+    let narrow = (0..sessions)
+        .map(|_| session(batch.threads))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One more copy of the model in memory buys a lone request every core.
+    let wide = match sessions {
+        1 => None,
+        n => Some(session(n * batch.threads)?),
+    };
     let stats = Arc::new(BatchStats::default());
-    let batcher = Batcher::start(backends, batch, spec.class_names.len(), stats.clone());
+    let lanes = Lanes { narrow, wide };
+    let batcher = Batcher::start(lanes, batch, spec.class_names.len(), stats.clone());
     Ok(Model {
         manifest: package.manifest,
         batcher,
