@@ -14,7 +14,9 @@ pub mod emit;
 pub mod export;
 pub mod fold;
 pub mod graph;
+pub mod int8;
 pub mod package;
+pub mod quantize;
 #[cfg(test)]
 mod testing;
 
