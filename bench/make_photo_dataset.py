@@ -22,7 +22,9 @@ def main():
         pixels = np.clip(base[..., None] + noise + [i % 50, 0, 40], 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(out / f"images/{i:05}.jpg", quality=90)
         lines.append(f"images/{i:05}.jpg {i % 4}")
-    (out / "label.txt").write_text("0 a\n1 b\n2 c\n3 d\n")
+    # The class names of bench/src/bin/random-checkpoint.rs, so its
+    # checkpoints calibrate on this dataset (int8 exports check the classes).
+    (out / "label.txt").write_text("0 class0\n1 class1\n2 class2\n3 class3\n")
     half = count // 2
     (out / "train.txt").write_text("\n".join(lines[: half // 2]) + "\n")
     (out / "val.txt").write_text("\n".join(lines[half // 2 : half]) + "\n")

@@ -16,6 +16,7 @@ pub const IR_VERSION: i64 = 8;
 pub const BATCH_DIM: &str = "batch";
 
 /// What the protobuf carries besides the graph.
+#[derive(Debug, Clone)]
 pub struct ModelInfo<'a> {
     /// Graph name, e.g. the timm model name.
     pub name: &'a str,
@@ -111,15 +112,13 @@ fn attribute(name: &str, a: &Attr) -> AttributeProto {
 
 /// An initializer; values little-endian in `raw_data`, as ONNX requires.
 fn tensor(name: &str, c: Const) -> TensorProto {
+    use tensor_proto::DataType;
     let (data_type, raw) = match c.data {
-        Data::F32(v) => (
-            tensor_proto::DataType::Float,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ),
-        Data::I64(v) => (
-            tensor_proto::DataType::Int64,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ),
+        Data::F32(v) => (DataType::Float, le_bytes(&v, |x| x.to_le_bytes())),
+        Data::I64(v) => (DataType::Int64, le_bytes(&v, |x| x.to_le_bytes())),
+        Data::U8(v) => (DataType::Uint8, v),
+        Data::I8(v) => (DataType::Int8, le_bytes(&v, |x| x.to_le_bytes())),
+        Data::I32(v) => (DataType::Int32, le_bytes(&v, |x| x.to_le_bytes())),
     };
     TensorProto {
         name: Some(name.to_string()),
@@ -128,6 +127,10 @@ fn tensor(name: &str, c: Const) -> TensorProto {
         raw_data: Some(raw),
         ..Default::default()
     }
+}
+
+fn le_bytes<T: Copy, const N: usize>(values: &[T], bytes: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|&x| bytes(x)).collect()
 }
 
 enum Dim {
@@ -159,5 +162,25 @@ fn value_info(name: &str, dims: Vec<Dim>) -> ValueInfoProto {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Adds `names` as extra float outputs of unknown shape (ONNX Runtime
+/// infers them), so a run returns these intermediate values too.
+pub fn add_outputs(proto: &mut ModelProto, names: &[String]) {
+    let graph = proto.graph.as_mut().expect("model_proto writes a graph");
+    for name in names {
+        let tensor = type_proto::Tensor {
+            elem_type: Some(tensor_proto::DataType::Float as i32),
+            shape: None,
+        };
+        graph.output.push(ValueInfoProto {
+            name: Some(name.clone()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
 }

@@ -7,6 +7,7 @@ use prost::Message;
 use safetensors::Dtype;
 use semiclass_manifest::checkpoint::CheckpointMeta;
 use semiclass_manifest::checkpoint_file::{CheckpointBytes, CheckpointError};
+use semiclass_manifest::quantization::Quantization;
 use semiclass_models::{Model, ModelError, ModelOptions};
 
 use crate::backend::OnnxBackend;
@@ -63,6 +64,8 @@ pub struct OnnxModel {
     pub meta: CheckpointMeta,
     pub checkpoint_sha256: String,
     pub fold: FoldReport,
+    /// For an int8 model: how it was made and what it was measured to lose.
+    pub quantization: Option<Quantization>,
 }
 
 impl OnnxModel {
@@ -77,12 +80,44 @@ impl OnnxModel {
             meta,
             checkpoint_sha256: "00".repeat(32),
             fold: FoldReport::default(),
+            quantization: None,
         }
     }
 }
 
 /// Exports the checkpoint at `path` (see the crate doc).
 pub fn export_checkpoint(path: &Path) -> Result<OnnxModel, ExportError> {
+    Ok(record_checkpoint(path)?.into_model())
+}
+
+/// A checkpoint recorded as a float graph, BatchNorm folded, not yet
+/// encoded: what the fp32 model file is written from, and what the int8
+/// export ([`crate::quantize`]) rewrites.
+#[derive(Debug)]
+pub struct RecordedModel {
+    pub graph: Graph,
+    pub info: ModelInfo<'static>,
+    pub meta: CheckpointMeta,
+    pub checkpoint_sha256: String,
+    pub fold: FoldReport,
+}
+
+impl RecordedModel {
+    /// The fp32 model file.
+    pub fn into_model(self) -> OnnxModel {
+        let bytes = model_proto(self.graph, &self.info).encode_to_vec();
+        OnnxModel {
+            bytes,
+            meta: self.meta,
+            checkpoint_sha256: self.checkpoint_sha256,
+            fold: self.fold,
+            quantization: None,
+        }
+    }
+}
+
+/// Reads the checkpoint at `path` and records its forward pass.
+pub fn record_checkpoint(path: &Path) -> Result<RecordedModel, ExportError> {
     let file = CheckpointBytes::read(path)?;
     let meta = file.meta()?;
     if meta.class_names.len() != meta.num_classes {
@@ -109,9 +144,9 @@ pub fn export_checkpoint(path: &Path) -> Result<OnnxModel, ExportError> {
     graph.prune_consts();
     let checkpoint_sha256 = file.sha256();
     let info = model_info(&model, &meta, &checkpoint_sha256, path);
-    let bytes = model_proto(graph, &info).encode_to_vec();
-    Ok(OnnxModel {
-        bytes,
+    Ok(RecordedModel {
+        graph,
+        info,
         meta,
         checkpoint_sha256,
         fold,
@@ -178,12 +213,12 @@ fn rename_output(g: &mut Graph, from: &str) {
     }
 }
 
-fn model_info<'a>(
-    model: &'a Model,
+fn model_info(
+    model: &Model,
     meta: &CheckpointMeta,
     sha256: &str,
     path: &Path,
-) -> ModelInfo<'a> {
+) -> ModelInfo<'static> {
     use metadata_keys as k;
     let file = path
         .file_name()

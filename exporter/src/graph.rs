@@ -12,6 +12,12 @@ use semiclass_models::spec::Shape;
 pub enum Data {
     F32(Vec<f32>),
     I64(Vec<i64>),
+    /// Quantized activations' zero points (int8 graphs).
+    U8(Vec<u8>),
+    /// Quantized weights and their zero points (int8 graphs).
+    I8(Vec<i8>),
+    /// Quantized biases (int8 graphs).
+    I32(Vec<i32>),
 }
 
 /// A constant tensor.
@@ -29,6 +35,13 @@ impl Const {
         }
     }
 
+    pub fn i32(dims: &[usize], values: Vec<i32>) -> Const {
+        Const {
+            dims: dims.to_vec(),
+            data: Data::I32(values),
+        }
+    }
+
     pub fn i64(values: Vec<i64>) -> Const {
         Const {
             dims: vec![values.len()],
@@ -40,7 +53,7 @@ impl Const {
     pub fn floats(&self) -> Option<&[f32]> {
         match &self.data {
             Data::F32(v) => Some(v),
-            Data::I64(_) => None,
+            _ => None,
         }
     }
 }
@@ -70,7 +83,7 @@ impl Node {
 
 /// The recorded graph. Value names are unique; constants are named values
 /// too (their parameter names for weights).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub consts: HashMap<String, Const>,

@@ -9,6 +9,7 @@ pub mod checkpoint_file;
 mod error_line;
 pub mod package;
 mod preprocess;
+pub mod quantization;
 
 pub use error_line::error_line;
 pub use preprocess::{Interpolation, PreprocessSpec};

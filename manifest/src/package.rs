@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PreprocessSpec;
 use crate::checkpoint::Role;
+use crate::quantization::{Precision, Quantization};
 
 /// The newest version this code reads and writes; readers refuse newer
 /// ones. Version 2 adds [`PackagedModel::encryption`]: a package whose model
@@ -78,6 +79,12 @@ pub struct PackagedModel {
     /// How the model file is encrypted; `None` for a model in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<ModelEncryption>,
+    /// float32 or int8; absent (float32) in packages made before int8.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+    /// How an int8 model was calibrated and what it was measured to lose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
 }
 
 /// The model file of an SDK package is the ONNX model encrypted with a

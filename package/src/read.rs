@@ -173,6 +173,8 @@ mod tests {
                 output_name: "logits".into(),
                 checkpoint_sha256: "00".repeat(32),
                 encryption: None,
+                precision: Default::default(),
+                quantization: None,
             },
             runtime: PackagedRuntime {
                 version: "1.2.3".into(),

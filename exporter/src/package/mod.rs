@@ -23,7 +23,7 @@ pub use semiclass_licensing::Keyring;
 pub use semiclass_manifest::package::package_file_name;
 pub use semiclass_package::Package;
 pub use semiclass_sdk_layout::SdkBuild;
-pub use write::{Built, PackageRequest, build_package, write_package};
+pub use write::{Built, PackageRequest, build_int8_package, build_package, write_package};
 
 /// Package-relative path of the model file.
 pub const MODEL_PATH: &str = "model/model.onnx";
@@ -61,6 +61,10 @@ pub enum PackageError {
     NoVendorKey,
     #[error("the model could not be encrypted: {0}")]
     Encrypt(String),
+    #[error(transparent)]
+    Int8(#[from] crate::int8::Int8Error),
+    #[error("int8 packages are built for cpu-x86_64 only, not {target}; export {target} in fp32")]
+    Int8Target { target: Target },
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use semiclass_manifest::package::{
     CLEAR_PACKAGE_FORMAT_VERSION, LicenseRequirement, ModelEncryption, PACKAGE_FORMAT_VERSION,
     PackageManifest, PackagedModel, PackagedRuntime, Target, package_file_name,
 };
+use semiclass_manifest::quantization::Precision;
 use semiclass_package::{Content, Entry, write_zip};
 use semiclass_sdk_layout::{Facts, SdkBuild, model_only_readme, package_files};
 
@@ -20,6 +21,7 @@ use super::{LIB_DIR, MODEL_PATH, PackageError, README_PATH};
 use crate::emit::OPSET;
 use crate::export::{INPUT_NAME, OUTPUT_NAME};
 use crate::fold::FoldReport;
+use crate::int8::{Int8Request, export_int8};
 use crate::{OnnxModel, export_checkpoint};
 
 /// What to build.
@@ -57,14 +59,35 @@ pub struct Built {
 /// `req.out_dir`; returns where. An existing zip is only replaced when
 /// `req.replace` says so, and a failure leaves no partial package.
 pub fn build_package(checkpoint: &Path, req: &PackageRequest) -> Result<Built, PackageError> {
-    // What can be refused is refused before the export's minutes.
+    refuse_early(checkpoint, req)?;
+    write_package(&export_checkpoint(checkpoint)?, req)
+}
+
+/// [`build_package`] with the int8 model of `checkpoint` (calibrated and
+/// evaluated by [`crate::int8::export_int8`] on the runtime the package
+/// ships); CPU packages only.
+pub fn build_int8_package(
+    checkpoint: &Path,
+    req: &PackageRequest,
+    int8: &Int8Request,
+) -> Result<Built, PackageError> {
+    if req.target != Target::CpuX86_64 {
+        return Err(PackageError::Int8Target { target: req.target });
+    }
+    let runtime = refuse_early(checkpoint, req)?;
+    write_package(&export_int8(checkpoint, &runtime.library, int8)?, req)
+}
+
+/// What can be refused is refused before the export's minutes; returns
+/// the runtime the package will ship.
+fn refuse_early(checkpoint: &Path, req: &PackageRequest) -> Result<Runtime, PackageError> {
     let meta = read_meta(checkpoint).map_err(crate::ExportError::from)?;
     destination(&meta.model, req)?;
-    find_runtime(req.target, &runtime_dir(req.target, req.runtime_dir)?)?;
+    let runtime = find_runtime(req.target, &runtime_dir(req.target, req.runtime_dir)?)?;
     if req.sdk.is_some() {
         sealing_keys(req)?;
     }
-    write_package(&export_checkpoint(checkpoint)?, req)
+    Ok(runtime)
 }
 
 /// Writes the package of the exported model `onnx` for `req.target` into
@@ -185,6 +208,11 @@ fn manifest(req: &PackageRequest, onnx: &OnnxModel, runtime: &Runtime) -> Packag
             output_name: OUTPUT_NAME.into(),
             checkpoint_sha256: onnx.checkpoint_sha256.clone(),
             encryption: None,
+            precision: match onnx.quantization {
+                Some(_) => Precision::Int8,
+                None => Precision::Fp32,
+            },
+            quantization: onnx.quantization.clone(),
         },
         runtime: PackagedRuntime {
             version: runtime.version.clone(),

@@ -218,6 +218,7 @@ mod tests {
             "created",
             "pip_package",
             "runtime_note",
+            "precision_section",
         ];
         for name in names {
             facts.insert(name, &format!("<{name}>"));

@@ -1,14 +1,20 @@
-//! `semiclass export CKPT|@nick --target TARGET [--out DIR]`: the package of a
-//! checkpoint for one target runtime, with the offline SDK (the work is the
-//! exporter crate's).
+//! `semiclass export CKPT|@nick --target TARGET [--out DIR] [--precision
+//! int8 --data DIR]`: the package of a checkpoint for one target runtime,
+//! with the offline SDK (the work is the exporter crate's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use semiclass_exporter::package::{Keyring, PackageRequest, SdkBuild, build_package};
+use semiclass_exporter::package::{
+    Keyring, PackageRequest, SdkBuild, build_int8_package, build_package,
+};
+use semiclass_manifest::checkpoint_file::read_meta;
 use semiclass_manifest::package::Target;
+use semiclass_manifest::quantization::{Precision, Quantization};
+
+use super::export_int8::{Int8Args, int8_request};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -39,9 +45,21 @@ pub struct ExportArgs {
     /// [default: the keyring compiled into this build].
     #[arg(long, conflicts_with = "without_sdk")]
     keyring: Option<PathBuf>,
-    /// Replace an existing package of the same name.
+    /// fp32, or int8: a statically quantized model, calibrated on --data's
+    /// images and refused when it loses more than 1 top-1 point on val.txt
+    /// (cpu-x86_64 only).
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    precision: Precision,
+    #[command(flatten)]
+    int8: Int8Args,
+    /// Replace an existing package of the same name; with int8, package it
+    /// even when it loses more than 1 top-1 point.
     #[arg(long)]
     force: bool,
+}
+
+fn parse_precision(name: &str) -> Result<Precision, String> {
+    Precision::parse(name).ok_or_else(|| format!("unknown precision '{name}'; fp32 or int8"))
 }
 
 fn parse_target(name: &str) -> Result<Target, String> {
@@ -63,17 +81,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let vendor_keys = vendor_keys(args.keyring.as_deref())?;
-    let built = build_package(
-        &checkpoint,
-        &PackageRequest {
-            target: args.target,
-            out_dir: &args.out,
-            runtime_dir: args.runtime_dir.as_deref(),
-            sdk: sdk.as_ref(),
-            vendor_keys: Some(&vendor_keys),
-            replace: args.force,
-        },
-    )?;
+    let request = PackageRequest {
+        target: args.target,
+        out_dir: &args.out,
+        runtime_dir: args.runtime_dir.as_deref(),
+        sdk: sdk.as_ref(),
+        vendor_keys: Some(&vendor_keys),
+        replace: args.force,
+    };
+    let built = match args.precision {
+        Precision::Fp32 => build_package(&checkpoint, &request)?,
+        Precision::Int8 => {
+            let meta = read_meta(&checkpoint)?;
+            let int8 = int8_request(&args.int8, &meta, args.force)?;
+            build_int8_package(&checkpoint, &request, &int8)?
+        }
+    };
     let m = &built.manifest;
     println!("{}", built.path.display());
     println!(
@@ -85,6 +108,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         m.runtime.version,
         built.fold.folded
     );
+    if let Some(q) = &m.model.quantization {
+        print_quantization(q);
+    }
     if m.license.required {
         println!("  with the offline SDK: it runs after `bin/infer activate` with a serial");
     }
@@ -100,6 +126,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_quantization(q: &Quantization) {
+    let (c, e) = (&q.calibration, &q.evaluation);
+    println!(
+        "  int8: calibrated on {} images of {} ({}); on {} images of {}: fp32 top-1 {:.2}%, int8 {:.2}% ({:+.2} points), same top-1 {:.2}%",
+        c.images,
+        c.source,
+        c.method,
+        e.images,
+        e.source,
+        e.fp32_top1 * 100.0,
+        e.int8_top1 * 100.0,
+        -e.drop_points(),
+        e.top1_agreement * 100.0
+    );
 }
 
 /// The keyring named by `--keyring`, else the one compiled in.

@@ -4,6 +4,7 @@ mod check;
 mod demo_data;
 mod eval;
 mod export;
+mod export_int8;
 mod marks;
 mod models;
 mod progress;
