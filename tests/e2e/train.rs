@@ -132,15 +132,17 @@ fn a_large_run_trains_both_stages_and_keeps_the_best() {
 fn the_first_stage_stops_on_a_plateau_and_the_semi_supervised_one_runs_to_its_end() {
     let data = two_class_dataset();
     let runs = tempfile::tempdir().unwrap();
-    // An evaluation every step: dark against bright is learnt in a few
+    // An evaluation every 2 steps: dark against bright is learnt in a few
     // steps, after which val cannot get better.
     let patience = [
         "-o",
         "large.epochs=10",
         "-o",
-        "large.evals_per_stage=20",
+        "large.evals_per_stage=10",
         "-o",
-        "large.patience=1",
+        "large.patience=2",
+        "-o",
+        "large.lr=0.01",
     ];
     let run = train(&data, runs.path(), &patience);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -149,7 +151,11 @@ fn the_first_stage_stops_on_a_plateau_and_the_semi_supervised_one_runs_to_its_en
         "{}",
         run.all()
     );
-    assert!(run.stdout.contains("[ssl] epoch 1 step 2/2"), "{}", run.all());
+    assert!(
+        run.stdout.contains("[ssl] epoch 1 step 2/2"),
+        "{}",
+        run.all()
+    );
     let summary = std::fs::read_to_string(runs.path().join("tiny/summary.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     let steps = |i: usize| summary["stages"][i]["steps"].as_u64().unwrap();

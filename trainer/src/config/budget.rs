@@ -302,7 +302,11 @@ mod tests {
         cfg.small.train.steps = Some(500);
         let schedule = fill_stage_lengths(&mut cfg, size);
         assert_eq!(cfg.large.train.patience, Some(AUTO_PATIENCE));
-        assert_eq!(cfg.small.train.patience, Some(0), "steps set: no early stop");
+        assert_eq!(
+            cfg.small.train.patience,
+            Some(0),
+            "steps set: no early stop"
+        );
         assert!(
             schedule
                 .large
@@ -310,7 +314,11 @@ mod tests {
             "{}",
             schedule.large
         );
-        assert!(!schedule.small.contains("stops after"), "{}", schedule.small);
+        assert!(
+            !schedule.small.contains("stops after"),
+            "{}",
+            schedule.small
+        );
         // A patience the user set wins, 0 included.
         let mut cfg = TrainConfig::default();
         cfg.large.train.patience = Some(0);
@@ -332,7 +340,7 @@ mod tests {
         let schedule = fill_stage_lengths(&mut cfg, size);
         assert!(
             schedule.large.ends_with(
-                "no semi-supervised stage (algorithm supervised), then self-training 2 epoch(s)"
+                "no semi-supervised stage (algorithm supervised), then self-training 2 epoch(s); supervised stops after 3 evaluations without a better val top-1"
             ),
             "{}",
             schedule.large

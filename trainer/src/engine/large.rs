@@ -210,13 +210,15 @@ fn stages<'a>(
                 if !worth_following(results, data.classes.len(), baseline) {
                     return Ok(Built::Skip);
                 }
-                Ok(Built::Run(Box::new(Stage {
-                    mu,
-                    labeler: cfg.ssl.teacher,
-                    algorithm,
-                    ..Stage::new("ssl", 2, length, &cfg.train)
-                }
-                .to_the_end())))
+                Ok(Built::Run(Box::new(
+                    Stage {
+                        mu,
+                        labeler: cfg.ssl.teacher,
+                        algorithm,
+                        ..Stage::new("ssl", 2, length, &cfg.train)
+                    }
+                    .to_the_end(),
+                )))
             }),
         ));
     }
@@ -315,22 +317,24 @@ fn selftrain_stage(
         best.name
     );
     let items = data.train.iter().copied().chain(confident).collect();
-    Ok(Built::Run(Box::new(Stage {
-        algorithm: Box::new(Distill {
-            t: 1.0,
-            alpha: cfg.selftrain.alpha,
-        }),
-        warmup: Warmup::Epochs(0.1),
-        items: Some(items),
-        targets: Some(TargetSource::Offline(labels)),
-        ..Stage::new(
-            "selftrain",
-            3,
-            Length::Epochs(cfg.selftrain.epochs),
-            &cfg.train,
-        )
-    }
-    .to_the_end())))
+    Ok(Built::Run(Box::new(
+        Stage {
+            algorithm: Box::new(Distill {
+                t: 1.0,
+                alpha: cfg.selftrain.alpha,
+            }),
+            warmup: Warmup::Epochs(0.1),
+            items: Some(items),
+            targets: Some(TargetSource::Offline(labels)),
+            ..Stage::new(
+                "selftrain",
+                3,
+                Length::Epochs(cfg.selftrain.epochs),
+                &cfg.train,
+            )
+        }
+        .to_the_end(),
+    )))
 }
 
 /// The teacher's predictions on `indices` for this run: in batches twice

@@ -70,12 +70,14 @@ pub fn train_small(
         stages.push((
             "finetune",
             Box::new(move |_: &[StageResult]| {
-                Ok(Built::Run(Box::new(Stage {
-                    lr: cfg.distill.finetune_lr,
-                    warmup: Warmup::Share(0.0),
-                    ..Stage::new("finetune", 2, length, &cfg.train)
-                }
-                .to_the_end())))
+                Ok(Built::Run(Box::new(
+                    Stage {
+                        lr: cfg.distill.finetune_lr,
+                        warmup: Warmup::Share(0.0),
+                        ..Stage::new("finetune", 2, length, &cfg.train)
+                    }
+                    .to_the_end(),
+                )))
             }),
         ));
     }

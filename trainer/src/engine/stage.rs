@@ -278,10 +278,7 @@ pub fn run_stage(
             if runner.plateaued() && runner.progress.step < runner.total {
                 eprintln!(
                     "{}: stopped at step {} of {}: val top-1 has not improved for {} evaluations (patience)",
-                    runner.stage.name,
-                    runner.progress.step,
-                    runner.total,
-                    runner.stage.patience
+                    runner.stage.name, runner.progress.step, runner.total, runner.stage.patience
                 );
                 break;
             }
