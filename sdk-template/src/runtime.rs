@@ -3,36 +3,20 @@
 //! by every model opened in it.
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use ort::environment::Environment as OrtEnvironment;
 use ort::session::Session;
+use semiclass_onnxruntime::Environment as OrtEnvironment;
 
 use crate::error::SdkError;
 
-/// ort allows one environment per process; the first package opened loads
-/// the library, later ones share it.
-static RUNTIME: Mutex<Option<OrtEnvironment>> = Mutex::new(None);
-
 /// The ORT environment, loading `library` (the package's own, its hash
-/// checked with the manifest) when no package loaded one before.
+/// checked with the manifest) when no package loaded one before
+/// (`semiclass_onnxruntime`: one per process).
 fn ort_environment(library: &Path) -> Result<OrtEnvironment, SdkError> {
-    let mut runtime = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(environment) = runtime.as_ref() {
-        return Ok(environment.clone());
-    }
-    let path = std::path::absolute(library).unwrap_or_else(|_| library.to_path_buf());
-    let failed = |reason: String| SdkError::Runtime {
-        path: path.clone(),
-        reason,
-    };
-    let environment = ort::init_from(&path)
-        .map_err(|e| failed(e.to_string()))?
-        .with_name("semiclass-sdk")
-        .build()
-        .map_err(|e| failed(e.to_string()))?;
-    *runtime = Some(environment.clone());
-    Ok(environment)
+    semiclass_onnxruntime::environment(library).map_err(|e| SdkError::Runtime {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 /// A session for `model` (the verified bytes of `model_path`) on the

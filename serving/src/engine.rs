@@ -13,11 +13,10 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
@@ -61,24 +60,14 @@ pub trait Backend: Send + 'static {
     fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String>;
 }
 
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-
 /// Loads ONNX Runtime from `library`, once per process (later calls reuse
-/// the first library).
+/// the first library: `semiclass_onnxruntime`).
 pub fn init_runtime(library: &Path) -> Result<(), EngineError> {
-    let result = ENVIRONMENT.get_or_init(|| {
-        ort::init_from(library)
-            .map_err(|e| e.to_string())?
-            .with_name("semiclass-serve")
-            .build()
-            .map_err(|e| e.to_string())
-    });
-    result
-        .as_ref()
+    semiclass_onnxruntime::environment(library)
         .map(|_| ())
-        .map_err(|reason| EngineError::Runtime {
-            path: library.to_path_buf(),
-            reason: reason.clone(),
+        .map_err(|e| EngineError::Runtime {
+            path: e.path,
+            reason: e.reason,
         })
 }
 
@@ -100,11 +89,10 @@ impl OrtBackend {
         sample_shape: [usize; 3],
     ) -> Result<OrtBackend, EngineError> {
         let err = |e: ort::Error| EngineError::Model(e.to_string());
-        let environment = match ENVIRONMENT.get() {
-            Some(Ok(environment)) => environment,
-            _ => return Err(EngineError::Model("ONNX Runtime is not loaded".into())),
+        let Some(environment) = semiclass_onnxruntime::loaded() else {
+            return Err(EngineError::Model("ONNX Runtime is not loaded".into()));
         };
-        let session = Session::builder(environment)
+        let session = Session::builder(&environment)
             .map_err(err)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| err(e.into()))?
@@ -436,7 +424,10 @@ mod tests {
             threads: 1,
         };
         let stats = Arc::new(BatchStats::default());
-        (Batcher::start(Lanes::narrow(backends), settings, 2, stats), sizes)
+        (
+            Batcher::start(Lanes::narrow(backends), settings, 2, stats),
+            sizes,
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use semiclass_manifest::package::PackageManifest;
 
 use crate::activate::ACTIVATION_CAP;
 use crate::decoding::DecodePool;
-use crate::engine::{Backend, BatchSettings, Batcher, EngineError, Lanes, OrtBackend, init_runtime};
+use crate::engine::{
+    Backend, BatchSettings, Batcher, EngineError, Lanes, OrtBackend, init_runtime,
+};
 use crate::limits::{Admission, Limits};
 use crate::metrics::{BatchStats, Metrics};
 use crate::tokens::{LiveTokens, TokenStore};

@@ -1,38 +1,21 @@
 //! ONNX Runtime for the int8 export: the package's own library, loaded
 //! once per process, running batches of preprocessed images.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use semiclass_manifest::PreprocessSpec;
 use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
+use std::path::{Path, PathBuf};
 
 use super::Int8Error;
 
-/// ort allows one environment per process: the first export loads the
-/// library, later ones (tests) share it.
-static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
-
-fn environment(library: &Path) -> Result<Environment, Int8Error> {
-    let mut loaded = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(environment) = loaded.as_ref() {
-        return Ok(environment.clone());
-    }
-    let failed = |reason: String| Int8Error::Runtime {
-        path: library.to_path_buf(),
-        reason,
-    };
-    let environment = ort::init_from(library)
-        .map_err(|e| failed(e.to_string()))?
-        .with_name("semiclass-export")
-        .build()
-        .map_err(|e| failed(e.to_string()))?;
-    *loaded = Some(environment.clone());
-    Ok(environment)
+/// The process's one ONNX Runtime environment (`semiclass_onnxruntime`).
+fn environment(library: &Path) -> Result<semiclass_onnxruntime::Environment, Int8Error> {
+    semiclass_onnxruntime::environment(library).map_err(|e| Int8Error::Runtime {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 /// A model loaded in ONNX Runtime the way the server and the SDK load it

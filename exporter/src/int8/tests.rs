@@ -26,7 +26,11 @@ pub fn images(dir: &Path, n: usize) -> Vec<PathBuf> {
         .map(|i| {
             let image = image::RgbImage::from_fn(40, 40, |x, y| {
                 let k = i as u32 + 1;
-                let stripe = if (x * k / 7 + y) % 2 == 0 { 200 } else { 30 };
+                let stripe = if (x * k / 7 + y).is_multiple_of(2) {
+                    200
+                } else {
+                    30
+                };
                 image::Rgb([(x * 6 * k % 256) as u8, stripe, (y * 5 + 40 * k) as u8])
             });
             let path = dir.join(format!("img{i}.png"));
