@@ -19,12 +19,13 @@ use crate::error::ApiError;
 use crate::page;
 use crate::predict::predict;
 use crate::state::AppState;
+use crate::v2;
 
 /// The OpenAPI description of the routes, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Every route: (method, path template, needs a token).
-pub const ROUTES: [(Method, &str, bool); 10] = [
+pub const ROUTES: [(Method, &str, bool); 18] = [
     (Method::GET, "/healthz", false),
     (Method::GET, "/readyz", false),
     (Method::GET, "/", false),
@@ -35,11 +36,24 @@ pub const ROUTES: [(Method, &str, bool); 10] = [
     (Method::POST, "/v1/models/{id}/predict", true),
     (Method::GET, "/metrics", true),
     (Method::GET, "/openapi.json", true),
+    (Method::GET, "/v2/health/live", false),
+    (Method::GET, "/v2/health/ready", false),
+    (Method::GET, "/v2", true),
+    (Method::GET, "/v2/models/{id}", true),
+    (Method::GET, "/v2/models/{id}/ready", true),
+    (Method::POST, "/v2/models/{id}/infer", true),
+    (Method::GET, "/v2/models/{id}/versions/{version}", true),
+    (
+        Method::POST,
+        "/v2/models/{id}/versions/{version}/infer",
+        true,
+    ),
 ];
 
 /// The server.
 pub fn app(state: Arc<AppState>) -> Router {
     let predict = post(predict).route_layer(middleware::from_fn_with_state(state.clone(), admit));
+    let infer = post(v2::infer).route_layer(middleware::from_fn_with_state(state.clone(), admit));
     // Each guarded path has its own 405 fallback, which the token check
     // wraps like the handlers: a wrong method (OPTIONS, PUT) on a guarded
     // path is asked for a token before it learns that the path exists.
@@ -48,10 +62,34 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}/predict", predict.fallback(wrong_method))
         .route("/metrics", get(metrics).fallback(wrong_method))
         .route("/openapi.json", get(openapi).fallback(wrong_method))
+        // The Open Inference Protocol (KServe v2): src/v2.
+        .route("/v2", get(v2::server_metadata).fallback(wrong_method))
+        .route(
+            "/v2/models/{id}",
+            get(v2::model_metadata).fallback(wrong_method),
+        )
+        .route(
+            "/v2/models/{id}/ready",
+            get(v2::model_ready).fallback(wrong_method),
+        )
+        .route(
+            "/v2/models/{id}/infer",
+            infer.clone().fallback(wrong_method),
+        )
+        .route(
+            "/v2/models/{id}/versions/{version}",
+            get(v2::model_metadata).fallback(wrong_method),
+        )
+        .route(
+            "/v2/models/{id}/versions/{version}/infer",
+            infer.fallback(wrong_method),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let mut public = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
         .merge(page::routes());
     if state.issuer.is_some() {
         // Its own cap, taken inside the handler once the body has arrived.

@@ -17,6 +17,7 @@ pub mod serve;
 pub mod state;
 pub mod threads;
 pub mod tokens;
+pub mod v2;
 
 pub use app::app;
 pub use engine::BatchSettings;

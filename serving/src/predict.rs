@@ -110,7 +110,10 @@ pub async fn predict(
 /// Refuses a request whose images' headers declare more pixels together
 /// than the request budget, before any of them is decoded. A single image
 /// within the per-image limit needs no look (unless the budget is lower).
-async fn check_request_pixels(images: &[Bytes], limits: &Limits) -> Result<(), ApiError> {
+pub(crate) async fn check_request_pixels(
+    images: &[Bytes],
+    limits: &Limits,
+) -> Result<(), ApiError> {
     if images.len() < 2 && limits.max_request_pixels >= limits.max_pixels {
         return Ok(());
     }
@@ -137,7 +140,7 @@ async fn check_request_pixels(images: &[Bytes], limits: &Limits) -> Result<(), A
 /// Preprocesses every image through the decode pool and queues each for
 /// inference as soon as its tensor is ready. Dropping this future (the
 /// client is gone, or the request timed out) stops the decodes it started.
-async fn submit_all(
+pub(crate) async fn submit_all(
     state: &Arc<AppState>,
     model: &Arc<Model>,
     images: Vec<Bytes>,
@@ -182,20 +185,32 @@ fn check_topk(topk: Option<usize>, classes: usize) -> Result<usize, ApiError> {
 
 /// The `k` most probable classes, most probable first (ties by class id).
 pub fn top_k(logits: &[f32], k: usize, names: &[String]) -> Vec<ClassScore> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
-    order
+    let probabilities = softmax(logits);
+    ranked(&probabilities)
         .into_iter()
         .take(k)
         .map(|class_id| ClassScore {
             class_id,
             class_name: names.get(class_id).cloned().unwrap_or_default(),
-            score: exps[class_id] / sum,
+            score: probabilities[class_id],
         })
         .collect()
+}
+
+/// Probabilities from logits (shifted by the largest, so no `exp`
+/// overflows).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Class ids, most probable first (ties by class id).
+pub fn ranked(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order
 }
 
 /// The images of the request, and a `topk` given in a JSON body.

@@ -363,3 +363,15 @@ pub fn error_code(body: &[u8]) -> String {
     assert!(!error.message.is_empty());
     error.code
 }
+
+/// An Open Inference Protocol request for one image file, as JSON (the
+/// file base64).
+pub fn v2_request(image: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(image);
+    serde_json::json!({
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [data]}],
+    })
+    .to_string()
+    .into_bytes()
+}

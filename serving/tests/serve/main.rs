@@ -7,3 +7,4 @@ mod int8;
 mod page;
 mod socket;
 mod stall;
+mod v2;

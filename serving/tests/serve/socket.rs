@@ -147,7 +147,7 @@ async fn the_auth_matrix_over_a_socket() {
         if path == "/v1/activate" {
             continue; // no issuer here: see activate.rs
         }
-        let path = path.replace("{id}", small_id);
+        let path = path.replace("{id}", small_id).replace("{version}", "1");
         for auth in [
             None,
             Some("Bearer "),
@@ -155,11 +155,15 @@ async fn the_auth_matrix_over_a_socket() {
             Some(revoked.as_str()),
             Some(good.as_str()),
         ] {
-            let mut headers = vec![("content-type", "image/png")];
+            // The Open Inference Protocol takes its images inside a JSON request.
+            let (content_type, request) = if path.ends_with("/infer") {
+                ("application/json", v2_request(&image))
+            } else {
+                ("image/png", image.clone())
+            };
+            let mut headers = vec![("content-type", content_type)];
             headers.extend(auth.map(|a| ("authorization", a)));
-            let (status, body) = server
-                .send(method.clone(), &path, &headers, image.clone())
-                .await;
+            let (status, body) = server.send(method.clone(), &path, &headers, request).await;
             match (guarded, auth == Some(good.as_str())) {
                 (true, false) => {
                     assert_eq!(status, 401, "{method} {path} {auth:?}");

@@ -1,0 +1,389 @@
+//! The Open Inference Protocol (KServe v2), which Triton, KServe, Seldon
+//! and MLServer speak, beside the server's own `/v1` API: their clients
+//! (e.g. `tritonclient[http]`) call a semiclass server unchanged.
+//!
+//! A model takes one input per request, either
+//! - `image`, `BYTES`, shape `[n]`: image files (JPEG, PNG, ...), which the
+//!   server decodes and preprocesses with the shared preprocessing, as for
+//!   `/v1/.../predict`; or
+//! - the ONNX graph's own input, `FP32`, shape `[n, 3, size, size]`: tensors
+//!   the caller preprocessed itself;
+//!
+//! and answers `probabilities`, `FP32` `[n, classes]` (softmax), or with
+//! Triton's classification extension (`"parameters": {"classification":
+//! k}`) the k best as `BYTES` `"score:index:label"`. Tensors travel as JSON
+//! or, with the binary-data extension, as bytes after the JSON.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::predict::{check_request_pixels, read_body, softmax, submit_all};
+use crate::state::{AppState, Model};
+use wire::{Elements, HEADER_LENGTH, OutputData, Parsed, RequestedOutput};
+
+/// The input that takes image files.
+pub const IMAGE_INPUT: &str = "image";
+/// The one output.
+pub const PROBABILITIES: &str = "probabilities";
+/// Every model has this one version.
+pub const VERSION: &str = "1";
+
+/// A failed request as the protocol answers it: `{"error": "..."}`.
+#[derive(Debug)]
+pub struct V2Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl V2Error {
+    fn bad(message: impl Into<String>) -> V2Error {
+        V2Error {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn unknown_model(name: &str) -> V2Error {
+        V2Error {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no model {name:?}: GET /v1/models lists the served ones"),
+        }
+    }
+}
+
+impl From<ApiError> for V2Error {
+    fn from(err: ApiError) -> V2Error {
+        let (status, _) = err.status_and_code();
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("{err}");
+            "internal server error; the server log has the details".to_string()
+        } else {
+            err.to_string()
+        };
+        V2Error { status, message }
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+/// `GET /v2`.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "semiclass-serve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "classification"],
+    }))
+}
+
+/// `GET /v2/health/live`: the process answers.
+pub async fn live() -> Json<Value> {
+    Json(json!({"live": true}))
+}
+
+/// `GET /v2/health/ready`: every model is loaded and the server is not
+/// shutting down.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    readiness(state.ready.load(Ordering::Acquire))
+}
+
+fn readiness(ready: bool) -> Response {
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({"ready": ready}))).into_response()
+}
+
+/// The model a `/v2/models/{id}[/versions/{version}]/...` path names.
+fn model_of(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<(String, Arc<Model>), V2Error> {
+    let name = params.get("id").cloned().unwrap_or_default();
+    let model = state
+        .models
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| V2Error::unknown_model(&name))?;
+    match params.get("version") {
+        Some(version) if version != VERSION => Err(V2Error {
+            status: StatusCode::NOT_FOUND,
+            message: format!("model {name:?} has only version {VERSION}, not {version:?}"),
+        }),
+        _ => Ok((name, model)),
+    }
+}
+
+/// `GET /v2/models/{id}/ready`.
+pub async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response, V2Error> {
+    model_of(&state, &params)?;
+    Ok(readiness(state.ready.load(Ordering::Acquire)))
+}
+
+/// `GET /v2/models/{id}`: the inputs a request may use and the output.
+pub async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Json<Value>, V2Error> {
+    let (name, model) = model_of(&state, &params)?;
+    let spec = &model.manifest.model;
+    let side = i64::from(spec.input_size);
+    Ok(Json(json!({
+        "name": name,
+        "versions": [VERSION],
+        "platform": "onnxruntime_onnx",
+        "inputs": [
+            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": spec.input_name, "datatype": "FP32", "shape": [-1, 3, side, side]},
+        ],
+        "outputs": [
+            {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, spec.class_names.len()]},
+        ],
+        "parameters": {"class_names": spec.class_names, "preprocess": spec.preprocess},
+    })))
+}
+
+/// `POST /v2/models/{id}/infer`.
+pub async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, V2Error> {
+    let (name, model) = model_of(&state, &params)?;
+    let header_length = header_length(&request)?;
+    let limit = state.limits.body_timeout;
+    let (_, body) = tokio::time::timeout(limit, read_body(request, state.limits.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::BodyTimeout {
+            limit_ms: limit.as_millis() as u64,
+        })??;
+    let started = Instant::now();
+    let parsed = wire::parse(&body, header_length).map_err(V2Error::bad)?;
+    let logits = run(&state, &model, parsed.elements_of_one_input()?).await?;
+    let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l)).collect();
+    let response = answer(&name, &model, &parsed, &probabilities)?;
+    tracing::debug!(
+        "v2 infer {name}: {} images in {:.1} ms",
+        probabilities.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(response)
+}
+
+fn header_length(request: &Request) -> Result<Option<usize>, V2Error> {
+    request
+        .headers()
+        .get(HEADER_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| V2Error::bad("Inference-Header-Content-Length is not a number"))
+        })
+        .transpose()
+}
+
+/// What one request asks the model to run.
+enum Work<'a> {
+    Images(Vec<Bytes>),
+    /// Preprocessed tensors, back to back, and their count.
+    Tensors(&'a [f32], usize),
+}
+
+impl Parsed {
+    fn elements_of_one_input(&self) -> Result<(&wire::RequestInput, &Elements), V2Error> {
+        match (self.request.inputs.as_slice(), self.elements.as_slice()) {
+            ([input], [elements]) => Ok((input, elements)),
+            _ => Err(V2Error::bad(format!(
+                "{} inputs: send exactly one, {IMAGE_INPUT:?} (BYTES, image files) or the model's FP32 input (GET /v2/models/NAME lists both)",
+                self.request.inputs.len()
+            ))),
+        }
+    }
+}
+
+/// Checks the one input against the model and runs it; the logits of
+/// every image, in order.
+async fn run(
+    state: &Arc<AppState>,
+    model: &Arc<Model>,
+    (input, elements): (&wire::RequestInput, &Elements),
+) -> Result<Vec<Vec<f32>>, V2Error> {
+    let work = work_of(model, input, elements)?;
+    let count = match &work {
+        Work::Images(images) => images.len(),
+        Work::Tensors(_, n) => *n,
+    };
+    if count == 0 || count > state.limits.max_images {
+        return Err(V2Error::bad(format!(
+            "{count} images in one request: send 1 to {}",
+            state.limits.max_images
+        )));
+    }
+    let answers = match work {
+        Work::Images(images) => {
+            check_request_pixels(&images, &state.limits).await?;
+            submit_all(state, model, images).await?
+        }
+        Work::Tensors(data, n) => {
+            let per = data.len() / n;
+            data.chunks(per)
+                .map(|sample| model.batcher.submit(sample.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
+    let mut logits = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let row = answer
+            .await
+            .map_err(|_| ApiError::Internal("the inference workers stopped".into()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        logits.push(row);
+    }
+    Ok(logits)
+}
+
+fn work_of<'a>(
+    model: &Model,
+    input: &wire::RequestInput,
+    elements: &'a Elements,
+) -> Result<Work<'a>, V2Error> {
+    let spec = &model.manifest.model;
+    let side = i64::from(spec.input_size);
+    match elements {
+        Elements::Bytes(images) if input.name == IMAGE_INPUT => match input.shape.as_slice() {
+            [_] | [_, 1] => Ok(Work::Images(images.clone())),
+            shape => Err(V2Error::bad(format!(
+                "input {IMAGE_INPUT:?}: shape {shape:?}; send [n], one image file each"
+            ))),
+        },
+        Elements::Fp32(data) if input.name == spec.input_name => match input.shape.as_slice() {
+            &[n, 3, h, w] if h == side && w == side => Ok(Work::Tensors(data, n as usize)),
+            shape => Err(V2Error::bad(format!(
+                "input {:?}: shape {shape:?}; this model takes [n, 3, {side}, {side}] preprocessed as GET /v2/models/NAME says, or image files as {IMAGE_INPUT:?}",
+                spec.input_name
+            ))),
+        },
+        _ => Err(V2Error::bad(format!(
+            "input {:?} ({}): this model takes {IMAGE_INPUT:?} (BYTES, image files) or {:?} (FP32 tensors)",
+            input.name, input.datatype, spec.input_name
+        ))),
+    }
+}
+
+/// The answer's body: JSON, then the outputs sent as bytes.
+fn answer(
+    name: &str,
+    model: &Model,
+    parsed: &Parsed,
+    probabilities: &[Vec<f32>],
+) -> Result<Response, V2Error> {
+    let request = &parsed.request;
+    let binary_default = request
+        .parameters
+        .get("binary_data_output")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let all = [RequestedOutput {
+        name: PROBABILITIES.into(),
+        parameters: Default::default(),
+    }];
+    let requested = request.outputs.as_deref().unwrap_or(&all);
+    let mut outputs = Vec::new();
+    let mut tail = Vec::new();
+    for wanted in requested {
+        if wanted.name != PROBABILITIES {
+            return Err(V2Error::bad(format!(
+                "no output {:?}: the model answers {PROBABILITIES:?}",
+                wanted.name
+            )));
+        }
+        let (data, shape) = output_values(model, wanted, probabilities);
+        let (output, bytes) = data.encode(&wanted.name, shape, wanted.binary(binary_default));
+        outputs.push(output);
+        tail.extend(bytes.unwrap_or_default());
+    }
+    let mut document = json!({"model_name": name, "model_version": VERSION, "outputs": outputs});
+    if let Some(id) = &request.id {
+        document["id"] = json!(id);
+    }
+    let json = serde_json::to_vec(&document).expect("serialises");
+    if tail.is_empty() {
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response());
+    }
+    let length = json.len();
+    let mut body = json;
+    body.extend(tail);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static(HEADER_LENGTH),
+                HeaderValue::from(length),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The probabilities, or with `classification: k` the k best classes of
+/// each image as `"score:index:label"` (Triton's format).
+fn output_values(
+    model: &Model,
+    wanted: &RequestedOutput,
+    probabilities: &[Vec<f32>],
+) -> (OutputData, Vec<usize>) {
+    let names = &model.manifest.model.class_names;
+    let n = probabilities.len();
+    match wanted.classification() {
+        Some(k) => {
+            let k = (k as usize).clamp(1, names.len());
+            let labels = probabilities
+                .iter()
+                .flat_map(|p| {
+                    crate::predict::ranked(p)
+                        .into_iter()
+                        .take(k)
+                        .map(|i| format!("{:.6}:{i}:{}", p[i], names[i]))
+                })
+                .collect();
+            (OutputData::Bytes(labels), vec![n, k])
+        }
+        None => (
+            OutputData::Fp32(probabilities.concat()),
+            vec![n, names.len()],
+        ),
+    }
+}
