@@ -103,17 +103,24 @@ fn activation_status(err: &IssuerError) -> (StatusCode, &'static str) {
     (status, code)
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        // The issuer's own failures (database, key file) are the vendor's
-        // business: log them, tell the caller only that it failed.
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+impl ApiError {
+    /// What the caller is told. Internal failures (the issuer's database
+    /// or key file, a stopped worker) are the operator's business: logged
+    /// here, and the caller learns only that it failed.
+    pub fn public_message(&self) -> String {
+        if self.status_and_code().0 == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{self}");
             "internal server error; the server log has the details".to_string()
         } else {
             self.to_string()
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = self.public_message();
         let body = ErrorBody {
             code: code.to_string(),
             message,

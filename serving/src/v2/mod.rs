@@ -65,14 +65,10 @@ impl V2Error {
 
 impl From<ApiError> for V2Error {
     fn from(err: ApiError) -> V2Error {
-        let (status, _) = err.status_and_code();
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("{err}");
-            "internal server error; the server log has the details".to_string()
-        } else {
-            err.to_string()
-        };
-        V2Error { status, message }
+        V2Error {
+            status: err.status_and_code().0,
+            message: err.public_message(),
+        }
     }
 }
 

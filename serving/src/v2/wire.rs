@@ -245,6 +245,21 @@ fn json_base64(data: Option<&Value>, name: &str) -> Result<Vec<Bytes>, String> {
         .collect()
 }
 
+/// `BYTES` elements as the protocol writes them: each a 4-byte
+/// little-endian length, then the bytes.
+pub fn length_prefixed<T: AsRef<[u8]>>(items: &[T]) -> Vec<u8> {
+    items
+        .iter()
+        .flat_map(|item| {
+            let item = item.as_ref();
+            (item.len() as u32)
+                .to_le_bytes()
+                .into_iter()
+                .chain(item.iter().copied())
+        })
+        .collect()
+}
+
 /// One output tensor of the answer.
 #[derive(Debug, Serialize)]
 pub struct ResponseOutput {
@@ -292,13 +307,7 @@ impl OutputData {
         }
         let bytes: Vec<u8> = match self {
             OutputData::Fp32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            OutputData::Bytes(v) => v
-                .iter()
-                .flat_map(|s| {
-                    let length = (s.len() as u32).to_le_bytes();
-                    length.into_iter().chain(s.bytes())
-                })
-                .collect(),
+            OutputData::Bytes(v) => length_prefixed(&v),
         };
         output
             .parameters
@@ -317,21 +326,9 @@ mod tests {
         (Bytes::from(body), Some(json.len()))
     }
 
-    fn length_prefixed(items: &[&[u8]]) -> Vec<u8> {
-        items
-            .iter()
-            .flat_map(|b| {
-                (b.len() as u32)
-                    .to_le_bytes()
-                    .into_iter()
-                    .chain(b.iter().copied())
-            })
-            .collect()
-    }
-
     #[test]
     fn binary_inputs_are_cut_from_the_body_in_order() {
-        let images = length_prefixed(&[b"first", b"second!"]);
+        let images = length_prefixed(&[&b"first"[..], &b"second!"[..]]);
         let floats: Vec<u8> = [1.5f32, -2.0]
             .iter()
             .flat_map(|x| x.to_le_bytes())

@@ -8,6 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use semiclass_serve::app;
+use semiclass_serve::v2::wire::length_prefixed;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -15,6 +16,17 @@ use crate::socket::Server;
 
 fn infer_uri(id: &str) -> String {
     format!("/v2/models/{id}/infer")
+}
+
+/// A JSON request to `uri` with the fixture's token.
+async fn infer_json(
+    app: &axum::Router,
+    fixture: &Fixture,
+    uri: &str,
+    request: &Value,
+) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
+    let body = request.to_string().into_bytes();
+    send(app, post(fixture, uri, "application/json", body)).await
 }
 
 fn json_of(body: &[u8]) -> Value {
@@ -50,16 +62,7 @@ async fn a_json_request_gets_the_probabilities_of_the_shared_preprocessing() {
                     "data": [BASE64.encode(&a), BASE64.encode(&b)]}],
         "outputs": [{"name": "probabilities"}],
     });
-    let (status, headers, body) = send(
-        &app,
-        post(
-            &fixture,
-            &infer_uri(&id),
-            "application/json",
-            request.to_string().into_bytes(),
-        ),
-    )
-    .await;
+    let (status, headers, body) = infer_json(&app, &fixture, &infer_uri(&id), &request).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let answer = json_of(&body);
@@ -72,19 +75,6 @@ async fn a_json_request_gets_the_probabilities_of_the_shared_preprocessing() {
     let classes = CLASSES.len();
     assert_close(&data[..classes], &fixture.expected_scores(&id, &a));
     assert_close(&data[classes..], &fixture.expected_scores(&id, &b));
-}
-
-/// Each item as the protocol sends BYTES: a 4-byte little-endian length, then the bytes.
-fn length_prefixed(items: &[&[u8]]) -> Vec<u8> {
-    items
-        .iter()
-        .flat_map(|b| {
-            (b.len() as u32)
-                .to_le_bytes()
-                .into_iter()
-                .chain(b.iter().copied())
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -162,16 +152,7 @@ async fn a_preprocessed_tensor_runs_as_is() {
     let request = json!({
         "inputs": [{"name": input, "shape": [1, 3, side, side], "datatype": "FP32", "data": tensor}],
     });
-    let (status, _, body) = send(
-        &app,
-        post(
-            &fixture,
-            &infer_uri(&id),
-            "application/json",
-            request.to_string().into_bytes(),
-        ),
-    )
-    .await;
+    let (status, _, body) = infer_json(&app, &fixture, &infer_uri(&id), &request).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let logits = fixture.weights[&id].0.logits(&tensor);
     let expected = semiclass_serve::predict::softmax(&logits);
@@ -224,16 +205,7 @@ async fn wrong_requests_get_the_protocols_error_naming_the_problem() {
         ),
     ];
     for (uri, request, status, message) in cases {
-        let (found, _, body) = send(
-            &app,
-            post(
-                &fixture,
-                &uri,
-                "application/json",
-                request.to_string().into_bytes(),
-            ),
-        )
-        .await;
+        let (found, _, body) = infer_json(&app, &fixture, &uri, &request).await;
         assert_eq!(
             found,
             status,
@@ -246,16 +218,7 @@ async fn wrong_requests_get_the_protocols_error_naming_the_problem() {
     // Not an image at all: the image's own error, as for /v1.
     let request = json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                                      "data": [BASE64.encode(b"not an image")]}]});
-    let (status, _, body) = send(
-        &app,
-        post(
-            &fixture,
-            &infer_uri(&id),
-            "application/json",
-            request.to_string().into_bytes(),
-        ),
-    )
-    .await;
+    let (status, _, body) = infer_json(&app, &fixture, &infer_uri(&id), &request).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         json_of(&body)["error"]
