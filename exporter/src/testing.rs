@@ -84,3 +84,24 @@ pub fn checkpoint(dir: &Path, name: &str, size: usize) -> PathBuf {
     write_checkpoint(&path, &random_tensors(&model), &meta(&model));
     path
 }
+
+/// An int8 request for `images`: the first 6 calibrate, the rest (labeled
+/// class 1) evaluate.
+pub fn int8_request(
+    images: &[PathBuf],
+    max_drop_points: f64,
+    force: bool,
+) -> crate::int8::Int8Request {
+    use crate::int8::{DEFAULT_METHOD, Int8Images, Int8Request};
+    Int8Request {
+        images: Int8Images {
+            calibration: images[..6].to_vec(),
+            calibration_source: "generated".into(),
+            evaluation: images[6..].iter().map(|p| (p.clone(), 1)).collect(),
+            evaluation_source: "held-out".into(),
+        },
+        method: DEFAULT_METHOD,
+        max_drop_points,
+        force,
+    }
+}

@@ -107,18 +107,7 @@ fn the_int8_graph_stores_int8_weights_and_tracks_the_float_graph() {
 }
 
 fn request(dir: &Path, max_drop_points: f64, force: bool) -> Int8Request {
-    let all = images(dir, 10);
-    Int8Request {
-        images: Int8Images {
-            calibration: all[..6].to_vec(),
-            calibration_source: "generated".into(),
-            evaluation: all[6..].iter().map(|p| (p.clone(), 1)).collect(),
-            evaluation_source: "held-out".into(),
-        },
-        method: DEFAULT_METHOD,
-        max_drop_points,
-        force,
-    }
+    testing::int8_request(&images(dir, 10), max_drop_points, force)
 }
 
 #[test]

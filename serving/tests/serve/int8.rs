@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::http::StatusCode;
-use semiclass_exporter::int8::{DEFAULT_METHOD, Int8Images, Int8Request, export_int8};
+use semiclass_exporter::int8::export_int8;
 use semiclass_exporter::package::{PackageRequest, write_package};
 use semiclass_exporter::{OnnxModel, export_checkpoint, testing};
 use semiclass_manifest::package::Target;
@@ -44,18 +44,8 @@ fn int8_model(dir: &Path, checkpoint: &Path) -> OnnxModel {
             path
         })
         .collect();
-    let request = Int8Request {
-        images: Int8Images {
-            calibration: images[..6].to_vec(),
-            calibration_source: "generated".into(),
-            evaluation: images[6..].iter().map(|p| (p.clone(), 0)).collect(),
-            evaluation_source: "generated".into(),
-        },
-        method: DEFAULT_METHOD,
-        max_drop_points: 1.0,
-        // Random weights: there is no accuracy to keep.
-        force: true,
-    };
+    // Random weights: there is no accuracy to keep (forced).
+    let request = testing::int8_request(&images, 1.0, true);
     export_int8(checkpoint, &onnxruntime(), &request).unwrap()
 }
 
