@@ -293,20 +293,22 @@ fn worker(
             Some(wide) if alone => wide.try_lock().ok(),
             _ => None,
         };
-        match wide {
-            Some(mut wide) => {
-                run_batch(wide.as_mut(), jobs, classes, stats);
-            }
+        let result = match wide {
+            Some(mut wide) => run_batch(wide.as_mut(), &jobs, stats).0,
             None => {
-                let images = jobs.len();
-                let took = run_batch(backend.as_mut(), jobs, classes, stats);
+                let (result, took) = run_batch(backend.as_mut(), &jobs, stats);
                 // Only narrow runs teach the sizer: batching matters under
                 // load, and under load batches run narrow.
                 let mut sizer = collector.sizer.lock().unwrap_or_else(|e| e.into_inner());
-                sizer.record(images, took);
+                sizer.record(jobs.len(), took);
+                result
             }
-        }
+        };
+        // Done (and the wide session free) before anyone hears back: a
+        // caller that sends its next image at once must find no batch
+        // running, or a lone request would run narrow.
         collector.running.fetch_sub(1, Ordering::AcqRel);
+        answer(jobs, result, classes);
     }
 }
 
@@ -346,22 +348,27 @@ impl Collector {
     }
 }
 
-/// Runs `jobs` as one batch and answers each; returns how long it ran.
+/// Runs `jobs` as one batch: the logits, and how long it ran.
 fn run_batch(
     backend: &mut dyn Backend,
-    jobs: Vec<Job>,
-    classes: usize,
+    jobs: &[Job],
     stats: &BatchStats,
-) -> Duration {
+) -> (Result<Vec<f32>, String>, Duration) {
     let n = jobs.len();
     let mut input = Vec::with_capacity(n * jobs[0].input.len());
-    for job in &jobs {
+    for job in jobs {
         input.extend_from_slice(&job.input);
     }
     let started = Instant::now();
     let result = backend.run(input, n);
     let took = started.elapsed();
     stats.record(n, took);
+    (result, took)
+}
+
+/// Sends each job its row of `result`, or the error.
+fn answer(jobs: Vec<Job>, result: Result<Vec<f32>, String>, classes: usize) {
+    let n = jobs.len();
     match result {
         Ok(logits) if logits.len() == n * classes => {
             for (job, row) in jobs.into_iter().zip(logits.chunks(classes)) {
@@ -382,7 +389,6 @@ fn run_batch(
                 .for_each(|job| drop(job.reply.send(Err(err.clone()))));
         }
     }
-    took
 }
 
 #[cfg(test)]
