@@ -1,6 +1,7 @@
 //! Models as tch tensors: the zoo's forward code computed by libtorch.
 
 mod network;
+mod padding_taps;
 mod tch_backend;
 mod weights;
 

@@ -13,10 +13,13 @@ use super::weights::{self, LoadReport, WeightsError};
 /// How image-shaped tensors are laid out in memory (the values are the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// NHWC memory behind NCHW shapes: the fast one (see [`to_channels_last`]).
+    /// NHWC memory behind NCHW shapes (see [`to_channels_last`]), and
+    /// convolutions without the taps that meet only padding
+    /// ([`super::padding_taps`]): the fast one.
     ChannelsLast,
-    /// PyTorch's default NCHW, as timm runs: bit-for-bit the same kernels,
-    /// which the parity tests use to compare gradients exactly.
+    /// PyTorch's default NCHW, every tap computed, as timm runs:
+    /// bit-for-bit the same kernels, which the parity tests use to compare
+    /// gradients exactly.
     Contiguous,
 }
 
@@ -26,6 +29,7 @@ pub struct Network {
     vars: HashMap<String, Tensor>,
     device: Device,
     layout: Layout,
+    drop_padding_taps: bool,
 }
 
 impl Network {
@@ -55,6 +59,16 @@ impl Network {
             vars,
             device,
             layout,
+            drop_padding_taps: layout == Layout::ChannelsLast,
+        }
+    }
+
+    /// Computes every kernel tap, as libtorch would: for benchmarks that
+    /// measure what dropping the padding-only taps saves.
+    pub fn with_every_tap(self) -> Network {
+        Network {
+            drop_padding_taps: false,
+            ..self
         }
     }
 
@@ -69,6 +83,7 @@ impl Network {
             vars: &self.vars,
             training,
             device: self.device,
+            drop_padding_taps: self.drop_padding_taps,
         };
         self.model
             .forward(&mut backend, &in_layout(x.shallow_clone(), self.layout))

@@ -8,11 +8,16 @@ use semiclass_models::backend::{
 };
 use tch::{Device, Kind, Tensor};
 
+use super::padding_taps;
+
 /// Computes forward code with the given named tensors.
 pub struct TchBackend<'a> {
     pub vars: &'a HashMap<String, Tensor>,
     pub training: bool,
     pub device: Device,
+    /// Convolutions skip the kernel taps that meet only padding
+    /// ([`super::padding_taps`]).
+    pub drop_padding_taps: bool,
 }
 
 fn pair(v: usize) -> [i64; 2] {
@@ -43,6 +48,10 @@ impl Backend for TchBackend<'_> {
     }
 
     fn conv2d(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: Conv2d) -> Tensor {
+        if self.drop_padding_taps && c.dilation == 1 {
+            let (stride, padding) = (c.stride as i64, c.padding as i64);
+            return padding_taps::conv2d(x, w, b, stride, padding, c.groups as i64);
+        }
         x.conv2d(
             w,
             b,
