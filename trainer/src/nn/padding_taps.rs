@@ -107,31 +107,22 @@ mod tests {
 
     use super::*;
 
+    fn taps(first: i64, count: i64, pad_before: i64, pad_after: i64) -> Option<AxisTaps> {
+        Some(AxisTaps {
+            first,
+            count,
+            pad_before,
+            pad_after,
+        })
+    }
+
     #[test]
     fn a_3x3_kernel_on_a_1x1_map_keeps_its_centre() {
-        let centre = AxisTaps {
-            first: 1,
-            count: 1,
-            pad_before: 0,
-            pad_after: 0,
-        };
-        assert_eq!(axis_taps(1, 3, 1, 1), Some(centre));
+        assert_eq!(axis_taps(1, 3, 1, 1), taps(1, 1, 0, 0));
         // resnet's strided 3x3 from 2x2 to 1x1 reads rows 0 and 1 with taps 1 and 2.
-        let lower = AxisTaps {
-            first: 1,
-            count: 2,
-            pad_before: 0,
-            pad_after: 0,
-        };
-        assert_eq!(axis_taps(2, 3, 2, 1), Some(lower));
+        assert_eq!(axis_taps(2, 3, 2, 1), taps(1, 2, 0, 0));
         // A 5x5 depthwise kernel on a 2x2 map: the middle 3 taps, padding 1.
-        let middle = AxisTaps {
-            first: 1,
-            count: 3,
-            pad_before: 1,
-            pad_after: 1,
-        };
-        assert_eq!(axis_taps(2, 5, 1, 2), Some(middle));
+        assert_eq!(axis_taps(2, 5, 1, 2), taps(1, 3, 1, 1));
     }
 
     #[test]
