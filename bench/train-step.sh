@@ -12,17 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-TUNED=(env MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
+TUNED=(env MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1099511627776 MALLOC_TOP_PAD_=67108864)
 max() { python -c "print(max($1, $2))"; }
 echo "model      input  tch img/s  every-tap img/s  ratio  pytorch img/s  ratio  pytorch+malloc img/s  ratio"
-for spec in "resnet18 32 64 20" "lcnet_100 224 64 5"; do
+for spec in "resnet18 32 64 20" "lcnet_100 224 64 10"; do
     read -r model size batch steps <<<"$spec"
     ours=0; every=0; plain=0; tuned=0
     for _ in $(seq "$ROUNDS"); do
         ours=$(max "$ours" "$(target/release/train-step "$model" "$size" "$batch" "$steps" 2 imagenet)")
         every=$(max "$every" "$(target/release/train-step "$model" "$size" "$batch" "$steps" 2 imagenet every-tap)")
-        plain=$(max "$plain" "$(python bench/train_step.py "$model" "$size" "$batch" "$steps" 2 imagenet)")
-        tuned=$(max "$tuned" "$("${TUNED[@]}" python bench/train_step.py "$model" "$size" "$batch" "$steps" 2 imagenet)")
+        plain=$(max "$plain" "$(python bench/train_step.py "$model" "$size" "$batch" "$steps" 2)")
+        tuned=$(max "$tuned" "$("${TUNED[@]}" python bench/train_step.py "$model" "$size" "$batch" "$steps" 2)")
     done
     python - "$model" "$size" "$ours" "$every" "$plain" "$tuned" <<'PY'
 import sys
