@@ -73,10 +73,10 @@ pub(crate) fn conv2d(
     padding: i64,
     groups: i64,
 ) -> Tensor {
-    let (kh, kw) = (w.size()[2], w.size()[3]);
-    let (h, wd) = (x.size()[2], x.size()[3]);
-    let rows = axis_taps(h, kh, stride, padding);
-    let cols = axis_taps(wd, kw, stride, padding);
+    let (input, kernel) = (x.size(), w.size());
+    let (kh, kw) = (kernel[2], kernel[3]);
+    let rows = axis_taps(input[2], kh, stride, padding);
+    let cols = axis_taps(input[3], kw, stride, padding);
     if rows.is_none() && cols.is_none() {
         return x.conv2d(w, b, [stride; 2], [padding; 2], [1, 1], groups);
     }
