@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::limits::Cap;
+use crate::openapi::ErrorResponse;
 use crate::predict::read_body;
 use crate::state::AppState;
 
@@ -37,13 +38,32 @@ pub const ACTIVATION_CAP: Cap = Cap {
 };
 
 /// A granted activation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivateResponse {
     /// The license file, to be installed as is.
     pub license: String,
 }
 
 /// The handler (mounted only when the server has an issuer).
+#[utoipa::path(
+    post,
+    path = "/v1/activate",
+    tag = "v1",
+    summary = "Online activation of an SDK package",
+    description = "The body is the activation request the SDK writes; the serial is the credential, no token is needed. Served only by a server started with an issuer.",
+    request_body(content = Object, content_type = "application/json", description = "the activation request (the offline request file's JSON)"),
+    responses(
+        (status = 200, description = "the license file", body = ActivateResponse),
+        (status = 400, response = ErrorResponse),
+        (status = 403, response = ErrorResponse),
+        (status = 404, response = ErrorResponse),
+        (status = 408, response = ErrorResponse),
+        (status = 413, response = ErrorResponse),
+        (status = 415, response = ErrorResponse),
+        (status = 429, response = ErrorResponse),
+        (status = 503, response = ErrorResponse),
+    )
+)]
 pub async fn activate(
     State(state): State<Arc<AppState>>,
     request: Request,

@@ -9,100 +9,77 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::MethodRouter;
+use axum::{Extension, Json, Router};
+use semiclass_manifest::checkpoint::Role;
+use semiclass_manifest::package::Target;
 use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::activate::{MAX_ACTIVATION_BYTES, activate};
-use crate::error::ApiError;
-use crate::page;
-use crate::predict::predict;
+use crate::activate::MAX_ACTIVATION_BYTES;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{self, Document, ErrorResponse};
 use crate::state::AppState;
 use crate::v2;
-
-/// The OpenAPI description of the routes, served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Every route: (method, path template, needs a token).
-pub const ROUTES: [(Method, &str, bool); 18] = [
-    (Method::GET, "/healthz", false),
-    (Method::GET, "/readyz", false),
-    (Method::GET, "/", false),
-    (Method::GET, "/assets/tryout.js", false),
-    (Method::GET, "/assets/tryout.css", false),
-    (Method::POST, "/v1/activate", false),
-    (Method::GET, "/v1/models", true),
-    (Method::POST, "/v1/models/{id}/predict", true),
-    (Method::GET, "/metrics", true),
-    (Method::GET, "/openapi.json", true),
-    (Method::GET, "/v2/health/live", false),
-    (Method::GET, "/v2/health/ready", false),
-    (Method::GET, "/v2", true),
-    (Method::GET, "/v2/models/{id}", true),
-    (Method::GET, "/v2/models/{id}/ready", true),
-    (Method::POST, "/v2/models/{id}/infer", true),
-    (Method::GET, "/v2/models/{id}/versions/{version}", true),
-    (
-        Method::POST,
-        "/v2/models/{id}/versions/{version}/infer",
-        true,
-    ),
-];
+use crate::{activate, page, predict};
 
 /// The server.
 pub fn app(state: Arc<AppState>) -> Router {
-    let predict = post(predict).route_layer(middleware::from_fn_with_state(state.clone(), admit));
-    let infer = post(v2::infer).route_layer(middleware::from_fn_with_state(state.clone(), admit));
-    // Each guarded path has its own 405 fallback, which the token check
-    // wraps like the handlers: a wrong method (OPTIONS, PUT) on a guarded
-    // path is asked for a token before it learns that the path exists.
-    let api = Router::new()
-        .route("/v1/models", get(list_models).fallback(wrong_method))
-        .route("/v1/models/{id}/predict", predict.fallback(wrong_method))
-        .route("/metrics", get(metrics).fallback(wrong_method))
-        .route("/openapi.json", get(openapi).fallback(wrong_method))
-        // The Open Inference Protocol (KServe v2): src/v2.
-        .route("/v2", get(v2::server_metadata).fallback(wrong_method))
-        .route(
-            "/v2/models/{id}",
-            get(v2::model_metadata).fallback(wrong_method),
-        )
-        .route(
-            "/v2/models/{id}/ready",
-            get(v2::model_ready).fallback(wrong_method),
-        )
-        .route(
-            "/v2/models/{id}/infer",
-            infer.clone().fallback(wrong_method),
-        )
-        .route(
-            "/v2/models/{id}/versions/{version}",
-            get(v2::model_metadata).fallback(wrong_method),
-        )
-        .route(
-            "/v2/models/{id}/versions/{version}/infer",
-            infer.fallback(wrong_method),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let mut public = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .merge(page::routes());
-    if state.issuer.is_some() {
-        // Its own cap, taken inside the handler once the body has arrived.
-        public = public.route("/v1/activate", post(activate));
-    }
+    let (router, document) = routes(&state).split_for_parts();
     let body_limit = state.limits.max_body_bytes.max(MAX_ACTIVATION_BYTES);
-    public
-        .merge(api)
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(Extension(Document::new(&document)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Every route, each mounted and described by the same call, so that the
+/// OpenAPI document (`split_for_parts`) lists exactly what is served.
+pub fn routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+    let admitted = |router: MethodRouter<Arc<AppState>>| {
+        router
+            .route_layer(middleware::from_fn_with_state(state.clone(), admit))
+            .fallback(wrong_method)
+    };
+    // Each guarded path has its own 405 fallback, which the token check
+    // wraps like the handlers: a wrong method (OPTIONS, PUT) on a guarded
+    // path is asked for a token before it learns that the path exists.
+    let mut guarded = OpenApiRouter::default()
+        .routes(routes!(list_models).map(refuse_other_methods))
+        .routes(routes!(predict::predict).map(admitted))
+        .routes(routes!(metrics).map(refuse_other_methods))
+        .routes(routes!(openapi::document).map(refuse_other_methods))
+        // The Open Inference Protocol (KServe v2): src/v2.
+        .routes(routes!(v2::server_metadata).map(refuse_other_methods))
+        .routes(routes!(v2::model_metadata).map(refuse_other_methods))
+        .routes(routes!(v2::model_ready).map(refuse_other_methods))
+        .routes(routes!(v2::infer).map(admitted))
+        .routes(v2::versioned(routes!(v2::model_metadata)).map(refuse_other_methods))
+        .routes(v2::versioned(routes!(v2::infer)).map(admitted))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    openapi::require_bearer(guarded.get_openapi_mut());
+    let mut public = OpenApiRouter::with_openapi(<openapi::Base as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(v2::live))
+        .routes(routes!(v2::ready))
+        .merge(page::routes());
+    if state.issuer.is_some() {
+        // Its own cap, taken inside the handler once the body has arrived.
+        public = public.routes(routes!(activate::activate));
+    }
+    public.merge(guarded)
+}
+
+fn refuse_other_methods(router: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    router.fallback(wrong_method)
 }
 
 /// The token check: the same 401 for a missing, malformed, wrong or
@@ -199,33 +176,111 @@ impl Drop for AccessEntry {
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// `/healthz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Alive {
+    /// `ok`.
+    status: &'static str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness probe",
+    responses((status = 200, description = "alive", body = Alive))
+)]
+async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
+}
+
+/// `/readyz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Ready {
+    /// `ready`.
+    status: &'static str,
+    /// Models loaded and warm.
+    models: usize,
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness probe",
+    responses(
+        (status = 200, description = "models loaded and warm", body = Ready),
+        (status = 503, response = ErrorResponse),
+    )
+)]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
-        Json(json!({"status": "ready", "models": state.models.len()})).into_response()
+        let ready = Ready {
+            status: "ready",
+            models: state.models.len(),
+        };
+        Json(ready).into_response()
     } else {
-        let body = json!({"code": "not_ready", "message": "the server is starting or stopping"});
+        let body = ErrorBody {
+            code: "not_ready".into(),
+            message: "the server is starting or stopping".into(),
+        };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
 /// One entry of `GET /v1/models`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Model)]
 struct ModelInfo<'a> {
     id: &'a str,
     arch: &'a str,
-    role: semiclass_manifest::checkpoint::Role,
-    target: semiclass_manifest::package::Target,
+    #[schema(schema_with = role_schema)]
+    role: Role,
+    #[schema(schema_with = target_schema)]
+    target: Target,
     input_size: u32,
     class_names: &'a [String],
     created: &'a str,
     model_sha256: &'a str,
 }
 
-async fn list_models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// `GET /v1/models`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct ModelList<'a> {
+    models: Vec<ModelInfo<'a>>,
+}
+
+/// The role as the manifest writes it: one string of a closed set.
+fn role_schema() -> Schema {
+    // A new role fails to compile here until it is listed.
+    let names = [Role::Large, Role::Small].map(|role| match role {
+        Role::Large | Role::Small => serde_json::to_value(role).unwrap_or_default(),
+    });
+    string_enum(names)
+}
+
+fn target_schema() -> Schema {
+    string_enum(Target::ALL.map(|t| t.as_str()))
+}
+
+fn string_enum<T: Into<serde_json::Value>>(values: impl IntoIterator<Item = T>) -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values))
+            .build(),
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "v1",
+    summary = "The served models",
+    responses((status = 200, description = "models", body = ModelList))
+)]
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let models: Vec<ModelInfo> = state
         .models
         .iter()
@@ -243,21 +298,19 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Json<serde_json::Val
             }
         })
         .collect();
-    Json(json!({ "models": models }))
+    Json(ModelList { models }).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "the Prometheus text format 0.0.4", content_type = "text/plain"))
+)]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let models: Vec<_> = state
-        .models
-        .iter()
-        .map(|(id, model)| (id.as_str(), model.stats.as_ref()))
-        .collect();
-    let text = state.metrics.render(&models);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    let text = state.metrics.render();
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn no_route(request: Request) -> ApiError {

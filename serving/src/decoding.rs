@@ -53,7 +53,7 @@ struct Pending {
 
 impl Pending {
     fn new(metrics: &Arc<Metrics>) -> Pending {
-        metrics.decoding.fetch_add(1, Ordering::Relaxed);
+        metrics.decoding.inc();
         Pending {
             metrics: metrics.clone(),
             ran: false,
@@ -63,9 +63,9 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.metrics.decoding.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.decoding.dec();
         if !self.ran {
-            self.metrics.decodes_stopped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.decodes_stopped.inc();
         }
     }
 }
@@ -141,12 +141,12 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(metrics.decoding.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.decoding.get(), 1);
         // The client is gone while the image waits: it leaves the queue.
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
-        assert_eq!(metrics.decoding.load(Ordering::Relaxed), 0);
-        assert_eq!(metrics.decodes_stopped.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.decoding.get(), 0);
+        assert_eq!(metrics.decodes_stopped.get(), 1);
         drop(held);
         let wanted = Wanted::default();
         let tensor = pool
@@ -154,8 +154,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(tensor.shape, [3, 8, 8]);
-        assert_eq!(metrics.decoding.load(Ordering::Relaxed), 0);
-        assert_eq!(metrics.decodes_stopped.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.decoding.get(), 0);
+        assert_eq!(metrics.decodes_stopped.get(), 1);
     }
 
     #[tokio::test]
@@ -168,6 +168,6 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, DecodeError::Stopped), "{err}");
-        assert_eq!(metrics.decodes_stopped.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.decodes_stopped.get(), 1);
     }
 }

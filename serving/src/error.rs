@@ -10,8 +10,10 @@ use semiclass_preprocess::DecodeError;
 use serde::{Deserialize, Serialize};
 
 /// The JSON body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
+    /// Stable, for programs: `unauthorized`, `unknown_model`, `busy`, ...
     pub code: String,
     pub message: String,
 }

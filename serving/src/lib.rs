@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 mod page;
 pub mod predict;
 pub mod serve;

@@ -111,7 +111,7 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(metrics) = &self.metrics {
-            metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            metrics.in_flight.dec();
         }
     }
 }
@@ -151,13 +151,13 @@ impl Admission {
 
     fn count_queued(&self, change: i64) {
         if let Some(metrics) = &self.metrics {
-            metrics.queued.fetch_add(change, Ordering::Relaxed);
+            metrics.queued.inc_by(change);
         }
     }
 
     fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
         if let Some(metrics) = &self.metrics {
-            metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+            metrics.in_flight.inc();
         }
         Slot {
             _permit: permit,
@@ -168,7 +168,7 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicI64;
+    use prometheus_client::metrics::gauge::Gauge;
 
     use super::*;
 
@@ -181,8 +181,8 @@ mod tests {
         Admission::new(cap, Some(Arc::new(Metrics::default())))
     }
 
-    fn gauge(admission: &Admission, which: fn(&Metrics) -> &AtomicI64) -> i64 {
-        which(admission.metrics.as_ref().unwrap()).load(Ordering::Relaxed)
+    fn gauge(admission: &Admission, which: fn(&Metrics) -> &Gauge) -> i64 {
+        which(admission.metrics.as_ref().unwrap()).get()
     }
 
     #[tokio::test]

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -20,20 +20,47 @@ const TRYOUT_CSS: &str = include_str!("page/tryout.css");
 const CSP: &str = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
 /// `/`, `/assets/tryout.js`, `/assets/tryout.css`.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(|| asset("text/html; charset=utf-8", INDEX_HTML)))
-        .route(
-            "/assets/tryout.js",
-            get(|| asset("text/javascript; charset=utf-8", TRYOUT_JS)),
-        )
-        .route(
-            "/assets/tryout.css",
-            get(|| asset("text/css; charset=utf-8", TRYOUT_CSS)),
-        )
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(index))
+        .routes(routes!(script))
+        .routes(routes!(style))
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "page",
+    summary = "The try-out page (HTML)",
+    responses((status = 200, description = "the page", content_type = "text/html"))
+)]
+async fn index() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+#[utoipa::path(
+    get,
+    path = "/assets/tryout.js",
+    tag = "page",
+    summary = "Script of the try-out page",
+    responses((status = 200, description = "script", content_type = "text/javascript"))
+)]
+async fn script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", TRYOUT_JS)
+}
+
+#[utoipa::path(
+    get,
+    path = "/assets/tryout.css",
+    tag = "page",
+    summary = "Style of the try-out page",
+    responses((status = 200, description = "style", content_type = "text/css"))
+)]
+async fn style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", TRYOUT_CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, content_type),

@@ -17,11 +17,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use semiclass_preprocess::{DecodeLimits, read_dimensions};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::decoding::Wanted;
 use crate::engine::Answer;
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::openapi::ErrorResponse;
 use crate::state::{AppState, Model};
 
 /// Classes answered per image unless `topk` says otherwise.
@@ -30,24 +32,43 @@ pub const DEFAULT_TOPK: usize = 5;
 const ACCEPTED: &str = "multipart/form-data, application/json, image/*, application/octet-stream";
 
 /// `?topk=N`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PredictQuery {
+    /// Classes per image (at most the model's classes).
+    #[param(minimum = 1, default = json!(DEFAULT_TOPK))]
     pub topk: Option<usize>,
 }
 
 /// A JSON request: one image or several, base64 (a `data:` URL prefix is
 /// allowed).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = JsonImages)]
 struct JsonRequest {
+    /// An image file, base64 (a `data:` URL is accepted).
     image: Option<String>,
+    /// Image files, base64 each.
     images: Option<Vec<String>>,
+    /// Classes per image; overrides `?topk`.
+    #[schema(minimum = 1)]
     topk: Option<usize>,
 }
 
+/// An image file as sent: JPEG, PNG, BMP, WebP, GIF or TIFF.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only described: the handler reads the bytes
+struct ImageFile(Vec<u8>);
+
+/// A multipart form: every part is an image file, whatever its name.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only described: `multipart_images` reads the parts
+struct ImageForm(std::collections::BTreeMap<String, ImageFile>);
+
 /// One class of an answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClassScore {
     pub class_id: usize,
     pub class_name: String,
@@ -56,7 +77,7 @@ pub struct ClassScore {
 }
 
 /// The answer for one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImagePrediction {
     /// Position of the image in the request.
     pub index: usize,
@@ -64,7 +85,7 @@ pub struct ImagePrediction {
 }
 
 /// The answer of a prediction request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PredictResponse {
     pub model: String,
     pub predictions: Vec<ImagePrediction>,
@@ -74,6 +95,31 @@ pub struct PredictResponse {
 }
 
 /// The handler.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{id}/predict",
+    tag = "v1",
+    summary = "Top-k classes of one or more images",
+    description = "Send a multipart form (every part is an image), a raw image body (image/* or application/octet-stream), or JSON with base64 images. Images whose header declares more pixels than the limit are refused before decoding (413).",
+    params(("id" = String, Path, description = "a model id (GET /v1/models)"), PredictQuery),
+    request_body(content(
+        (inline(ImageForm) = "multipart/form-data"),
+        (inline(ImageFile) = "image/*"),
+        (inline(ImageFile) = "application/octet-stream"),
+        (JsonRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "predictions", body = PredictResponse),
+        (status = 400, response = ErrorResponse),
+        (status = 404, response = ErrorResponse),
+        (status = 408, response = ErrorResponse),
+        (status = 413, response = ErrorResponse),
+        (status = 415, response = ErrorResponse),
+        (status = 422, response = ErrorResponse),
+        (status = 429, response = ErrorResponse),
+        (status = 503, response = ErrorResponse),
+    )
+)]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -102,17 +102,20 @@ impl AppState {
             source,
         })?;
         check_unique(&packages)?;
+        let metrics = Arc::new(Metrics::default());
         let mut models = BTreeMap::new();
         for package in packages {
             let id = package.manifest.package_id.clone();
-            models.insert(id, Arc::new(start_model(package, config.batch)?));
+            let stats = metrics.batch_stats(&id);
+            models.insert(id, Arc::new(start_model(package, config.batch, stats)?));
         }
-        Self::assemble(config, models)
+        Self::assemble(config, models, metrics)
     }
 
     fn assemble(
         config: &ServeConfig,
         models: BTreeMap<String, Arc<Model>>,
+        metrics: Arc<Metrics>,
     ) -> Result<AppState, StartError> {
         if models.is_empty() {
             return Err(StartError::NoPackage);
@@ -124,7 +127,6 @@ impl AppState {
             }
             None => None,
         };
-        let metrics = Arc::new(Metrics::default());
         Ok(AppState {
             models,
             tokens: LiveTokens::new(TokenStore::new(&config.tokens)),
@@ -156,7 +158,11 @@ fn check_unique(packages: &[Package]) -> Result<(), StartError> {
 }
 
 /// Starts the sessions of one package and warms them up.
-fn start_model(package: Package, batch: BatchSettings) -> Result<Model, StartError> {
+fn start_model(
+    package: Package,
+    batch: BatchSettings,
+    stats: BatchStats,
+) -> Result<Model, StartError> {
     let spec = &package.manifest.model;
     let side = spec.input_size as usize;
     let sample_shape = [3, side, side];
@@ -190,7 +196,7 @@ fn start_model(package: Package, batch: BatchSettings) -> Result<Model, StartErr
         1 => None,
         n => Some(session(n * batch.threads)?),
     };
-    let stats = Arc::new(BatchStats::default());
+    let stats = Arc::new(stats);
     let lanes = Lanes { narrow, wide };
     let batcher = Batcher::start(lanes, batch, spec.class_names.len(), stats.clone());
     Ok(Model {

@@ -26,12 +26,22 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use semiclass_manifest::PreprocessSpec;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Required};
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::error::ApiError;
+use crate::openapi::{self, ErrorResponse};
 use crate::predict::{check_request_pixels, read_body, softmax, submit_all};
 use crate::state::{AppState, Model};
-use wire::{Elements, HEADER_LENGTH, OutputData, Parsed, RequestedOutput};
+use wire::{
+    Elements, HEADER_LENGTH, InferRequest, OutputData, Parsed, RequestedOutput, ResponseOutput,
+};
 
 /// The input that takes image files.
 pub const IMAGE_INPUT: &str = "image";
@@ -72,28 +82,85 @@ impl From<ApiError> for V2Error {
     }
 }
 
+/// The protocol's error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2Error)]
+pub struct V2ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message}))).into_response()
+        let body = V2ErrorBody {
+            error: self.message,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
+/// `GET /v2`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2ServerMetadata)]
+pub struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    extensions: Vec<&'static str>,
+}
+
 /// `GET /v2`.
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "semiclass-serve",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "classification"],
-    }))
+#[utoipa::path(
+    get,
+    path = "/v2",
+    tag = "v2",
+    summary = "Open Inference Protocol: server metadata",
+    responses((status = 200, description = "name, version, extensions", body = ServerMetadata))
+)]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "semiclass-serve",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["binary_tensor_data", "classification"],
+    })
+}
+
+/// `GET /v2/health/live`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2Live)]
+pub struct Live {
+    live: bool,
 }
 
 /// `GET /v2/health/live`: the process answers.
-pub async fn live() -> Json<Value> {
-    Json(json!({"live": true}))
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    tag = "v2",
+    summary = "Open Inference Protocol: liveness",
+    responses((status = 200, description = "alive", body = Live))
+)]
+pub async fn live() -> Json<Live> {
+    Json(Live { live: true })
+}
+
+/// The answer of the readiness routes.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2Ready)]
+pub struct Readiness {
+    ready: bool,
 }
 
 /// `GET /v2/health/ready`: every model is loaded and the server is not
 /// shutting down.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "v2",
+    summary = "Open Inference Protocol: readiness",
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "starting or stopping", body = Readiness),
+    )
+)]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     readiness(state.ready.load(Ordering::Acquire))
 }
@@ -104,7 +171,42 @@ fn readiness(ready: bool) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": ready}))).into_response()
+    (status, Json(Readiness { ready })).into_response()
+}
+
+/// A model route, also under `/v2/models/{id}/versions/{version}` (the
+/// protocol's versioned paths): the same handler, described as the
+/// unversioned path plus the version (`model_of` checks it).
+pub fn versioned<S>((schemas, paths, router): UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S> {
+    let mut versions = Paths::new();
+    for (path, mut item) in paths.paths {
+        let path = path.replacen(MODEL_PATH, VERSION_PATH, 1);
+        for operation in openapi::operations(&mut item) {
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            // After `{id}`, in the order of the path.
+            let at = parameters.len().min(1);
+            parameters.insert(at, RefOr::T(version_parameter()));
+            operation.operation_id = operation.operation_id.take().map(|id| id + "_version");
+        }
+        versions.paths.insert(path, item);
+    }
+    (schemas, versions, router)
+}
+
+const MODEL_PATH: &str = "/v2/models/{id}";
+const VERSION_PATH: &str = "/v2/models/{id}/versions/{version}";
+
+fn version_parameter() -> Parameter {
+    let version = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([VERSION]));
+    ParameterBuilder::new()
+        .name("version")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some("every model has one version"))
+        .schema(Some(version))
+        .build()
 }
 
 /// The model a `/v2/models/{id}[/versions/{version}]/...` path names.
@@ -128,6 +230,18 @@ fn model_of(
 }
 
 /// `GET /v2/models/{id}/ready`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{id}/ready",
+    tag = "v2",
+    summary = "Open Inference Protocol: model readiness",
+    params(("id" = String, Path, description = "a model id (GET /v1/models)")),
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "starting or stopping", body = Readiness),
+        (status = 404, description = "no such model or version", body = V2ErrorBody),
+    )
+)]
 pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     Path(params): Path<HashMap<String, String>>,
@@ -136,36 +250,160 @@ pub async fn model_ready(
     Ok(readiness(state.ready.load(Ordering::Acquire)))
 }
 
-/// `GET /v2/models/{id}`: the inputs a request may use and the output.
+/// A model's metadata: the inputs a request may use and the output.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2ModelMetadata)]
+pub struct ModelMetadata {
+    name: String,
+    versions: Vec<&'static str>,
+    platform: &'static str,
+    /// `image` (BYTES, image files) and the model's FP32 input.
+    inputs: Vec<TensorMetadata>,
+    /// `probabilities`.
+    outputs: Vec<TensorMetadata>,
+    parameters: ModelParameters,
+}
+
+/// One tensor of [`ModelMetadata`]; -1 is a free dimension.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2TensorMetadata)]
+pub struct TensorMetadata {
+    name: String,
+    datatype: &'static str,
+    shape: Vec<i64>,
+}
+
+/// What a caller needs to preprocess images itself and read the output.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2ModelParameters)]
+pub struct ModelParameters {
+    class_names: Vec<String>,
+    /// The package's preprocessing (resize, crop, mean, std).
+    #[schema(value_type = Object)]
+    preprocess: PreprocessSpec,
+}
+
+/// `GET /v2/models/{id}` (and under `/versions/{version}`: [`versioned`]).
+#[utoipa::path(
+    get,
+    path = "/v2/models/{id}",
+    tag = "v2",
+    summary = "Open Inference Protocol: model metadata",
+    description = "the two inputs a request may use (`image` BYTES, the model's FP32 input), the `probabilities` output, the class names and preprocessing",
+    params(("id" = String, Path, description = "a model id (GET /v1/models)")),
+    responses(
+        (status = 200, description = "the model", body = ModelMetadata),
+        (status = 404, description = "no such model or version", body = V2ErrorBody),
+    )
+)]
 pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(params): Path<HashMap<String, String>>,
-) -> Result<Json<Value>, V2Error> {
-    let (name, model) = model_of(&state, &params)?;
-    let spec = &model.manifest.model;
-    let side = i64::from(spec.input_size);
-    Ok(Json(json!({
-        "name": name,
-        "versions": [VERSION],
-        "platform": "onnxruntime_onnx",
-        "inputs": [
-            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
-            {"name": spec.input_name, "datatype": "FP32", "shape": [-1, 3, side, side]},
-        ],
-        "outputs": [
-            {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, spec.class_names.len()]},
-        ],
-        "parameters": {"class_names": spec.class_names, "preprocess": spec.preprocess},
-    })))
+) -> Result<Json<ModelMetadata>, V2Error> {
+    metadata(&state, &params)
 }
 
-/// `POST /v2/models/{id}/infer`.
+fn metadata(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<Json<ModelMetadata>, V2Error> {
+    let (name, model) = model_of(state, params)?;
+    let spec = &model.manifest.model;
+    let side = i64::from(spec.input_size);
+    let tensor = |name: &str, datatype, shape| TensorMetadata {
+        name: name.to_string(),
+        datatype,
+        shape,
+    };
+    Ok(Json(ModelMetadata {
+        name,
+        versions: vec![VERSION],
+        platform: "onnxruntime_onnx",
+        inputs: vec![
+            tensor(IMAGE_INPUT, "BYTES", vec![-1]),
+            tensor(&spec.input_name, "FP32", vec![-1, 3, side, side]),
+        ],
+        outputs: vec![tensor(
+            PROBABILITIES,
+            "FP32",
+            vec![-1, spec.class_names.len() as i64],
+        )],
+        parameters: ModelParameters {
+            class_names: spec.class_names.clone(),
+            preprocess: spec.preprocess.clone(),
+        },
+    }))
+}
+
+/// `POST /v2/models/{id}/infer` (and under `/versions/{version}`:
+/// [`versioned`]).
+#[utoipa::path(
+    post,
+    path = "/v2/models/{id}/infer",
+    tag = "v2",
+    summary = "Open Inference Protocol: inference",
+    description = INFER_DESCRIPTION,
+    params(("id" = String, Path, description = "a model id (GET /v1/models)"), InferHeader),
+    request_body(description = INFER_BODY, content(
+        (InferRequest = "application/json"),
+        ("application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = INFER_ANSWER, content(
+            (InferResponse = "application/json"),
+            ("application/octet-stream"),
+        )),
+        (status = 400, description = "the request is wrong", body = V2ErrorBody),
+        (status = 404, description = "no such model or version", body = V2ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = V2ErrorBody),
+        (status = 413, description = "too large a body or too many pixels", body = V2ErrorBody),
+        (status = 422, description = "an image cannot be decoded", body = V2ErrorBody),
+        (status = 429, response = ErrorResponse),
+        (status = 503, response = ErrorResponse),
+    )
+)]
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, V2Error> {
-    let (name, model) = model_of(&state, &params)?;
+    infer_model(&state, &params, request).await
+}
+
+const INFER_DESCRIPTION: &str =
+    "KServe v2 / Triton HTTP inference with the binary-data and classification extensions";
+const INFER_BODY: &str = "one input, `image` (BYTES, image files, shape [n]) or the model's FP32 input ([n,3,size,size], preprocessed); as application/octet-stream, the JSON followed by the tensors' bytes, the JSON's length in Inference-Header-Content-Length";
+const INFER_ANSWER: &str = "`probabilities` (FP32 [n, classes]) or its classification; as application/octet-stream, binary outputs follow the JSON, whose length is in Inference-Header-Content-Length";
+
+/// The binary-data extension's header, as a documented parameter.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // only described: `header_length` reads it
+struct InferHeader {
+    /// The length of the JSON at the start of a body that carries binary
+    /// tensors after it.
+    #[param(rename = "Inference-Header-Content-Length")]
+    inference_header_content_length: Option<u64>,
+}
+
+/// The answer's JSON.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2InferResponse)]
+pub struct InferResponse {
+    model_name: String,
+    model_version: &'static str,
+    /// The request's `id`, echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    outputs: Vec<ResponseOutput>,
+}
+
+async fn infer_model(
+    state: &Arc<AppState>,
+    params: &HashMap<String, String>,
+    request: Request,
+) -> Result<Response, V2Error> {
+    let (name, model) = model_of(state, params)?;
     let header_length = header_length(&request)?;
     let limit = state.limits.body_timeout;
     let (_, body) = tokio::time::timeout(limit, read_body(request, state.limits.max_body_bytes))
@@ -175,7 +413,7 @@ pub async fn infer(
         })??;
     let started = Instant::now();
     let parsed = wire::parse(&body, header_length).map_err(V2Error::bad)?;
-    let logits = run(&state, &model, parsed.elements_of_one_input()?).await?;
+    let logits = run(state, &model, parsed.elements_of_one_input()?).await?;
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l)).collect();
     let response = answer(&name, &model, &parsed, &probabilities)?;
     tracing::debug!(
@@ -320,11 +558,14 @@ fn answer(
         outputs.push(output);
         tail.extend(bytes.unwrap_or_default());
     }
-    let mut document = json!({"model_name": name, "model_version": VERSION, "outputs": outputs});
-    if let Some(id) = &request.id {
-        document["id"] = json!(id);
-    }
-    let json = serde_json::to_vec(&document).expect("serialises");
+    let document = InferResponse {
+        model_name: name.to_string(),
+        model_version: VERSION,
+        id: request.id.clone(),
+        outputs,
+    };
+    let json = serde_json::to_vec(&document)
+        .map_err(|e| ApiError::Internal(format!("writing the answer: {e}")))?;
     if tail.is_empty() {
         return Ok((
             [(

@@ -10,35 +10,51 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// The header that splits a body into its JSON and its binary part.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// `POST /v2/models/{name}/infer`'s JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = V2InferRequest)]
 pub struct InferRequest {
+    /// Echoed in the answer.
     pub id: Option<String>,
+    /// `binary_data_output: bool`: every output as bytes after the JSON.
     #[serde(default)]
     pub parameters: BTreeMap<String, Value>,
+    /// Exactly one: `image` (BYTES, image files, shape [n]) or the model's
+    /// FP32 input ([n, 3, size, size], preprocessed).
     pub inputs: Vec<RequestInput>,
+    /// The outputs wanted (all when absent).
     pub outputs: Option<Vec<RequestedOutput>>,
 }
 
 /// One input tensor of a request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = V2Tensor)]
 pub struct RequestInput {
     pub name: String,
     pub shape: Vec<i64>,
+    /// `BYTES` or `FP32`.
     pub datatype: String,
+    /// `binary_data_size`: the tensor's bytes follow the JSON (binary-data
+    /// extension).
     #[serde(default)]
     pub parameters: BTreeMap<String, Value>,
+    /// The elements, flat or nested; BYTES elements as base64 text.
     pub data: Option<Value>,
 }
 
 /// An output the caller asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = V2RequestedOutput)]
 pub struct RequestedOutput {
+    /// `probabilities`.
     pub name: String,
+    /// `binary_data: bool`; `classification: k`, the k best as
+    /// `"score:index:label"`.
     #[serde(default)]
     pub parameters: BTreeMap<String, Value>,
 }
@@ -261,13 +277,17 @@ pub fn length_prefixed<T: AsRef<[u8]>>(items: &[T]) -> Vec<u8> {
 }
 
 /// One output tensor of the answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = V2Output)]
 pub struct ResponseOutput {
     pub name: String,
+    /// `FP32`, or `BYTES` for a classification.
     pub datatype: &'static str,
     pub shape: Vec<usize>,
+    /// `binary_data_size` when the output follows the JSON as bytes.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, Value>,
+    /// The elements, flat, when sent as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
 }

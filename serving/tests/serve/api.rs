@@ -1,5 +1,6 @@
 //! The API driven through the router with `oneshot`, no socket.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,7 +8,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use semiclass_serve::app::{OPENAPI, ROUTES};
 use semiclass_serve::predict::PredictResponse;
 use semiclass_serve::{AppState, app};
 
@@ -242,9 +242,11 @@ async fn tokens_guard_everything_but_the_probes_and_the_page() {
         Some(&revoked),
         Some(&basic),
     ];
+    let routes = documented_routes(&openapi(&app, &fixture).await);
     let mut bodies = Vec::new();
-    for (method, path, guarded) in ROUTES {
-        let path = path.replace("{id}", large_id).replace("{version}", "1");
+    for (method, path, guarded) in &routes {
+        let (method, guarded) = (method.clone(), *guarded);
+        let path = concrete(path, large_id);
         for authorization in bad {
             let mut request = Request::builder().method(method.clone()).uri(&path);
             if let Some(value) = authorization {
@@ -271,10 +273,8 @@ async fn tokens_guard_everything_but_the_probes_and_the_page() {
     assert_eq!(error_code(&bodies[0]), "unauthorized");
     // Another method on a guarded path: the token first, then the 405, so
     // nobody learns which paths exist without one.
-    for (_, path, _) in ROUTES.iter().filter(|r| r.2) {
-        let path = path
-            .replace("{id}", fixture.large_id())
-            .replace("{version}", "1");
+    for (_, path, _) in routes.iter().filter(|r| r.2) {
+        let path = concrete(path, large_id);
         for method in [Method::OPTIONS, Method::PUT, Method::DELETE] {
             let request = |auth: Option<String>| {
                 let mut request = Request::builder().method(method.clone()).uri(&path);
@@ -318,50 +318,136 @@ async fn the_page_is_self_contained_and_locked_down() {
     }
 }
 
+/// The paths the router serves, read from its `Debug` form: axum lists
+/// no routes otherwise. Only the path router's part, not the fallback's.
+fn served_paths(app: &axum::Router) -> BTreeSet<String> {
+    let debug = format!("{app:?}");
+    let routes = debug.split("fallback_router:").next().unwrap();
+    let node = routes.split("node: Node { paths: {").nth(1).unwrap_or("");
+    // Entries read `RouteId(3): "/v1/models/{id}/predict"`.
+    node.split("RouteId(")
+        .skip(1)
+        .filter_map(|entry| {
+            let (_, quoted) = entry.split_once(": \"")?;
+            Some(quoted.split_once('"')?.0.to_string())
+        })
+        .collect()
+}
+
+/// Where a request with a token, no body and `method` lands: a handler
+/// (any answer), or the router's 404 or 405.
+async fn lands(app: &axum::Router, fixture: &Fixture, method: &Method, path: &str) -> bool {
+    let request = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header(header::AUTHORIZATION, fixture.bearer())
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(app, request).await;
+    let refused = status == StatusCode::METHOD_NOT_ALLOWED
+        || (status == StatusCode::NOT_FOUND && error_code(&body) == "not_found");
+    !refused
+}
+
 #[tokio::test]
-async fn openapi_describes_exactly_the_routes() {
+async fn the_document_lists_exactly_what_the_router_serves() {
     let fixture = Fixture::new();
     let large_id = fixture.large_id();
     let mut config = fixture.config();
-    config.issuer = None;
+    // With an issuer, so that every route is mounted (/v1/activate too).
+    let _keys = fixture.add_issuer(&mut config);
     let app = app(Arc::new(AppState::load(&config).unwrap()));
-    let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-    let paths = spec["paths"].as_object().unwrap();
-    let mut described = Vec::new();
-    for (path, methods) in paths {
-        for method in methods.as_object().unwrap().keys() {
-            described.push((method.to_uppercase(), path.clone()));
+    let document = openapi(&app, &fixture).await;
+    let documented = documented_routes(&document);
+    let served = served_paths(&app);
+    assert!(served.len() >= 10, "{served:?}: axum's Debug changed?");
+    let described: BTreeSet<String> = documented.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(served, described, "served vs documented paths");
+    // Per path, a method answers exactly when the document lists it.
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+    ];
+    for path in &served {
+        for method in &methods {
+            let listed = documented.iter().any(|r| r.0 == method && r.1 == *path);
+            let answered = lands(&app, &fixture, method, &concrete(path, large_id)).await;
+            assert_eq!(answered, listed, "{method} {path}: served vs documented");
         }
     }
-    let mut routed: Vec<(String, String)> = ROUTES
-        .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
-        .collect();
-    described.sort();
-    routed.sort();
-    assert_eq!(described, routed);
-    for (method, path, guarded) in ROUTES {
-        let public =
-            paths[path][method.as_str().to_lowercase()]["security"] == serde_json::json!([]);
-        assert_eq!(public, !guarded, "{method} {path}: security in the spec");
-        if path == "/v1/activate" {
-            continue; // mounted only with an issuer: see activate.rs
-        }
+    // The document's security is what the token check does.
+    for (method, path, guarded) in &documented {
         let request = Request::builder()
             .method(method.clone())
-            .uri(path.replace("{id}", large_id).replace("{version}", "1"))
-            .header(header::AUTHORIZATION, fixture.bearer())
+            .uri(concrete(path, large_id))
             .body(Body::empty())
             .unwrap();
         let (status, _, _) = send(&app, request).await;
-        assert!(
-            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {path}: {status}"
+        assert_eq!(
+            status == StatusCode::UNAUTHORIZED,
+            *guarded,
+            "{method} {path}"
         );
     }
+    let scheme = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        scheme,
+        &serde_json::json!({"type": "http", "scheme": "bearer"})
+    );
+}
+
+/// Every `$ref` of `value`, anywhere.
+fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v.as_str()) {
+                    ("$ref", Some(target)) => found.push(target),
+                    _ => refs(v, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_served_whole_and_its_references_resolve() {
+    let fixture = Fixture::new();
+    let app = app(fixture.state());
     let (status, headers, _) = send(&app, get("/openapi.json", Some(&fixture.bearer()))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let document = openapi(&app, &fixture).await;
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut found = Vec::new();
+    refs(&document, &mut found);
+    assert!(!found.is_empty());
+    for target in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target}"));
+        assert!(
+            document.pointer(pointer).is_some(),
+            "{target} resolves to nothing"
+        );
+    }
+    // The bodies a prediction accepts, the raw image bodies included.
+    let predict = &document["paths"]["/v1/models/{id}/predict"]["post"];
+    let content = predict["requestBody"]["content"].as_object().unwrap();
+    let types: Vec<&str> = content.keys().map(String::as_str).collect();
+    for kind in [
+        "multipart/form-data",
+        "image/*",
+        "application/octet-stream",
+        "application/json",
+    ] {
+        assert!(types.contains(&kind), "{kind} in {types:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,23 +475,96 @@ async fn concurrent_requests_are_batched_and_counted() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
-    let (_, _, body) = send(&app, get("/metrics", Some(&fixture.bearer()))).await;
-    let text = String::from_utf8(body.to_vec()).unwrap();
-    let value = |series: &str| -> f64 {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(series))
-            .unwrap_or_else(|| panic!("{series} in\n{text}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
-    let images = value(&format!("semiclass_images_total{{model=\"{small_id}\"}}"));
-    let batches = value(&format!("semiclass_batches_total{{model=\"{small_id}\"}}"));
+    let (_, headers, body) = send(&app, get("/metrics", Some(&fixture.bearer()))).await;
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let (samples, _) = parse_exposition(std::str::from_utf8(&body).unwrap());
+    let model = [("model", small_id)];
+    let images = sample(&samples, "semiclass_images_total", &model);
+    let batches = sample(&samples, "semiclass_batches_total", &model);
     // Warm-up runs are not counted: only the 24 requests' images.
     assert_eq!(images, 24.0);
     assert!(batches < 24.0, "{batches} batches: no batching");
-    let route = "semiclass_http_requests_total{route=\"/v1/models/{id}/predict\",status=\"200\"}";
-    assert_eq!(value(route), 24.0);
-    assert!(text.contains("semiclass_requests_in_flight 0"), "{text}");
+    let route = [("route", "/v1/models/{id}/predict"), ("status", "200")];
+    assert_eq!(
+        sample(&samples, "semiclass_http_requests_total", &route),
+        24.0
+    );
+    assert_eq!(sample(&samples, "semiclass_requests_in_flight", &[]), 0.0);
+    assert!(sample(&samples, "semiclass_inference_seconds_total", &model) > 0.0);
+}
+
+/// Every series that scripts and dashboards read (bench/, the serve bench's
+/// batching report, tests): a rename must be a decision, not an accident.
+const SERIES: [(&str, &str); 9] = [
+    ("semiclass_http_requests_total", "counter"),
+    ("semiclass_http_request_duration_seconds", "histogram"),
+    ("semiclass_requests_in_flight", "gauge"),
+    ("semiclass_requests_queued", "gauge"),
+    ("semiclass_images_decoding", "gauge"),
+    ("semiclass_decodes_stopped_total", "counter"),
+    ("semiclass_batches_total", "counter"),
+    ("semiclass_images_total", "counter"),
+    ("semiclass_inference_seconds_total", "counter"),
+];
+
+#[tokio::test]
+async fn metrics_parse_as_the_prometheus_text_format() {
+    let fixture = Fixture::new();
+    let large_id = fixture.large_id();
+    let app = app(fixture.state());
+    let request = post(
+        &fixture,
+        &predict_uri(large_id, ""),
+        "image/png",
+        png(24, 24, 1),
+    );
+    assert_eq!(send(&app, request).await.0, StatusCode::OK);
+    send(&app, get("/v1/models", None)).await;
+    let (_, _, body) = send(&app, get("/metrics", Some(&fixture.bearer()))).await;
+    let (samples, types) = parse_exposition(std::str::from_utf8(&body).unwrap());
+    let expected: BTreeMap<String, String> = SERIES
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(types, expected);
+    // Both models are listed before they run; counters never go negative.
+    for id in [large_id, fixture.small_id()] {
+        sample(&samples, "semiclass_batches_total", &[("model", id)]);
+    }
+    assert!(samples.iter().all(|s| s.value >= 0.0), "{samples:#?}");
+    assert_eq!(
+        sample(
+            &samples,
+            "semiclass_http_requests_total",
+            &[("route", "/v1/models"), ("status", "401")]
+        ),
+        1.0
+    );
+    // Each route's histogram: cumulative buckets, +Inf equal to the count.
+    let name = "semiclass_http_request_duration_seconds";
+    let route = "/v1/models/{id}/predict";
+    let buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.name == format!("{name}_bucket") && s.labels["route"] == route)
+        .map(|s| {
+            (
+                s.labels["le"].replace("+Inf", "inf").parse().unwrap(),
+                s.value,
+            )
+        })
+        .collect();
+    assert_eq!(buckets.len(), 13, "{buckets:?}");
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    let count = sample(&samples, &format!("{name}_count"), &[("route", route)]);
+    assert_eq!((buckets[12].1, count), (1.0, 1.0));
+    assert!(sample(&samples, &format!("{name}_sum"), &[("route", route)]) > 0.0);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use semiclass_exporter::OnnxModel;
 use semiclass_exporter::package::{PackageRequest, write_package};
@@ -374,4 +374,133 @@ pub fn v2_request(image: &[u8]) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// The server's OpenAPI document, fetched as a client would.
+pub async fn openapi(app: &Router, fixture: &Fixture) -> serde_json::Value {
+    let (status, _, body) = send(app, get("/openapi.json", Some(&fixture.bearer()))).await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Every (method, path template, needs a token) that `document` lists;
+/// an operation needs the token when it names a security requirement.
+pub fn documented_routes(document: &serde_json::Value) -> Vec<(Method, String, bool)> {
+    let mut routes = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let guarded = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            routes.push((method, path.clone(), guarded));
+        }
+    }
+    routes
+}
+
+/// A path template with the model `id` and version 1 filled in.
+pub fn concrete(path: &str, id: &str) -> String {
+    path.replace("{id}", id).replace("{version}", "1")
+}
+
+/// One sample line of the Prometheus text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of a Prometheus text exposition (format 0.0.4), checking
+/// what a scraper checks: each sample belongs to a family that was given a
+/// HELP and a TYPE before it, label values are quoted and escaped, values
+/// are numbers. Returns the samples and the families' types.
+pub fn parse_exposition(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
+    let mut types = BTreeMap::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(!help.is_empty(), "{line}");
+            helped.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            types.insert(name.to_string(), kind.to_string());
+        } else {
+            assert!(!line.starts_with('#'), "unknown comment: {line}");
+            let sample = parse_sample(line);
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| sample.name.strip_suffix(s))
+                .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+                .unwrap_or(&sample.name);
+            assert!(types.contains_key(family), "no TYPE for {line}");
+            samples.push(sample);
+        }
+    }
+    (samples, types)
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        v => v.parse().unwrap_or_else(|e| panic!("{e}: {line}")),
+    };
+    let Some((name, labels)) = series.split_once('{') else {
+        return Sample {
+            name: series.to_string(),
+            labels: BTreeMap::new(),
+            value,
+        };
+    };
+    let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+    Sample {
+        name: name.to_string(),
+        labels: parse_labels(labels, line),
+        value,
+    }
+}
+
+/// `a="x",b="y\"z"` -> {a: x, b: y"z}.
+fn parse_labels(mut text: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (key, rest) = text.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    other => panic!("bad escape {other:?} in {line}"),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value in {line}"),
+            }
+        };
+        labels.insert(key.to_string(), value);
+        text = rest[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&rest[end + 1..]);
+    }
+    labels
+}
+
+/// The value of the one sample `name` with `labels`.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in {samples:#?}"))
+        .value
 }

@@ -84,8 +84,8 @@ fn heavy_png(side: u32) -> Vec<u8> {
     out
 }
 
-/// The value of a series in `/metrics`.
-async fn metric(server: &Server, fixture: &Fixture, series: &str) -> f64 {
+/// The value of a series (`name` and `labels`) in `/metrics`.
+async fn metric(server: &Server, fixture: &Fixture, series: &str, labels: &[(&str, &str)]) -> f64 {
     let auth = fixture.bearer();
     let (_, body) = server
         .send(
@@ -95,10 +95,8 @@ async fn metric(server: &Server, fixture: &Fixture, series: &str) -> f64 {
             Vec::new(),
         )
         .await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let line = text.lines().find(|l| l.starts_with(series));
-    let line = line.unwrap_or_else(|| panic!("no {series} in\n{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    let (samples, _) = parse_exposition(&String::from_utf8_lossy(&body));
+    sample(&samples, series, labels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +133,7 @@ async fn a_client_that_hangs_up_stops_its_decodes() {
     let mut bomb = half_sent(server.addr, &head).unwrap();
     bomb.write_all(&body).unwrap();
     let sent = Instant::now();
-    while metric(&server, &fixture, "semiclass_images_decoding").await == 0.0 {
+    while metric(&server, &fixture, "semiclass_images_decoding", &[]).await == 0.0 {
         assert!(sent.elapsed() < 20 * one_image, "the decodes never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -146,7 +144,7 @@ async fn a_client_that_hangs_up_stops_its_decodes() {
     let mut decoding = f64::MAX;
     while decoding > 0.0 && hung_up.elapsed() < IMAGES * one_image + Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        decoding = metric(&server, &fixture, "semiclass_images_decoding").await;
+        decoding = metric(&server, &fixture, "semiclass_images_decoding", &[]).await;
     }
     let stopped_after = hung_up.elapsed();
     assert_eq!(decoding, 0.0, "still decoding after {stopped_after:?}");
@@ -159,11 +157,11 @@ async fn a_client_that_hangs_up_stops_its_decodes() {
     );
     // Every image the client did not wait for counts: at least the ones
     // that never started.
-    let stopped = metric(&server, &fixture, "semiclass_decodes_stopped_total").await;
+    let stopped = metric(&server, &fixture, "semiclass_decodes_stopped_total", &[]).await;
     assert!(stopped >= 4.0, "{stopped} images counted as stopped");
-    let gone = "semiclass_http_requests_total{route=\"/v1/models/{id}/predict\",status=\"499\"}";
+    let gone = [("route", "/v1/models/{id}/predict"), ("status", "499")];
     assert_eq!(
-        metric(&server, &fixture, gone).await,
+        metric(&server, &fixture, "semiclass_http_requests_total", &gone).await,
         1.0,
         "not counted as gone"
     );
