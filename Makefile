@@ -20,6 +20,13 @@ export LIBTORCH_USE_PYTORCH := 1
 INHERITED_LD_LIBRARY_PATH := $(LD_LIBRARY_PATH)
 export LD_LIBRARY_PATH = $(SITE)/torch/lib$(if $(INHERITED_LD_LIBRARY_PATH),:$(INHERITED_LD_LIBRARY_PATH))
 export ORT_DYLIB_PATH = $(shell ls $(SITE)/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1)
+# The CUDA build of ONNX Runtime for cuda-x86_64 packages: the onnxruntime-gpu
+# wheel of requirements-ort-gpu.txt, unpacked by `make ort-gpu` (a wheel is a
+# zip: capi/ and the dist-info whose METADATA names its CUDA and cuDNN). Lazy
+# like ORT_DYLIB_PATH, so the make process that fetches it exports it too.
+ORT_GPU := $(CURDIR)/target/ort-gpu
+ORT_GPU_STAMP := $(ORT_GPU)/.unpacked
+export SEMICLASS_ORT_CUDA_DIR = $(if $(wildcard $(ORT_GPU_STAMP)),$(ORT_GPU)/wheel/onnxruntime/capi)
 
 MODEL_FIXTURES := $(CURDIR)/target/model-fixtures
 # playwright-core drives the try-out page in serving's tests (dev only).
@@ -28,7 +35,7 @@ PAGE_TEST := serving/tests/page
 DEMO_PACKAGES := -p semiclass-trainer -p semiclass-sdk -p semiclass-license-issuer -p semiclass-serve
 VENDOR := $(CURDIR)/data/vendor
 
-.PHONY: help setup demo demo-quick demo-build test lint bench
+.PHONY: help setup demo demo-quick demo-build test lint bench ort-gpu
 
 help:
 	@echo "make demo        set up, then run the main job end to end on Fashion-MNIST"
@@ -36,12 +43,26 @@ help:
 	@echo "make test        set up, then run the test suite"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make bench       run the benchmarks under bench/"
+	@echo "make ort-gpu     fetch the onnxruntime-gpu wheel for cuda-x86_64 packages (about 250 MB)"
 
 $(VENV_STAMP): requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	touch $@
+
+# pip download, never install: the GPU build's module is also named
+# onnxruntime and would replace the CPU one in the venv. Only what a package
+# ships (the libraries) and what names its needs (METADATA) are unpacked.
+$(ORT_GPU_STAMP): requirements-ort-gpu.txt $(VENV_STAMP)
+	rm -rf $(ORT_GPU) && mkdir -p $(ORT_GPU)/download
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -r requirements-ort-gpu.txt -d $(ORT_GPU)/download
+	cd $(ORT_GPU) && unzip -q -o download/onnxruntime_gpu-*.whl 'onnxruntime/capi/libonnxruntime*' '*.dist-info/METADATA' -d wheel
+	rm -rf $(ORT_GPU)/download
+	touch $@
+
+ort-gpu: $(ORT_GPU_STAMP)
+	@echo "SEMICLASS_ORT_CUDA_DIR=$(ORT_GPU)/wheel/onnxruntime/capi"
 
 setup: $(VENV_STAMP)
 	@scripts/system-deps.sh
@@ -82,7 +103,8 @@ $(AUGMENT_FIXTURES)/cases.json: tests/fixtures/make_augment.py $(VENV_STAMP)
 # the same features, so the three share their build-script runs. With
 # `--bins` here the host crates (cc, getrandom) got other features, and
 # torch-sys compiled its C++ wrapper (minutes) once more.
-test: setup $(MODEL_FIXTURES)/cases.json $(AUGMENT_FIXTURES)/cases.json
+# The CUDA package's tests (serving, SDK) export one from the real wheel.
+test: setup $(MODEL_FIXTURES)/cases.json $(AUGMENT_FIXTURES)/cases.json $(ORT_GPU_STAMP)
 	cargo build --workspace --all-targets
 	scripts/preflight.sh target/debug
 	@# nextest ships with this machine kind; plain cargo test where it does not.

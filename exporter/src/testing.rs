@@ -105,3 +105,20 @@ pub fn int8_request(
         force,
     }
 }
+
+/// The onnxruntime-gpu wheel's `capi` folder (`make ort-gpu`; `make test`
+/// fetches it and exports SEMICLASS_ORT_CUDA_DIR).
+pub fn cuda_runtime_dir() -> PathBuf {
+    std::env::var_os(crate::package::runtime::CUDA_DIR_ENV)
+        .map(PathBuf::from)
+        .expect("set SEMICLASS_ORT_CUDA_DIR: run `make ort-gpu` (make test does)")
+}
+
+/// Whether this machine has an NVIDIA driver: there a CUDA package runs on
+/// the GPU, and the tests of its refusal without one cannot be seen.
+pub fn has_nvidia_driver() -> bool {
+    let listed = std::process::Command::new("/sbin/ldconfig")
+        .arg("-p")
+        .output();
+    listed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so.1"))
+}

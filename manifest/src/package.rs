@@ -132,6 +132,44 @@ pub struct PackagedRuntime {
     pub version: String,
     /// Package-relative path of the main shared library.
     pub library: String,
+    /// What a CUDA build needs from the machine; absent for the CPU build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<CudaNeeds>,
+}
+
+/// What the CUDA build of ONNX Runtime needs beyond the package, read at
+/// export from its CUDA provider library's dynamic dependencies (ELF
+/// NEEDED) and its wheel's metadata, so that a machine without them is told
+/// exactly what is missing instead of ONNX Runtime's first dlopen error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CudaNeeds {
+    /// Package-relative path of the CUDA provider library.
+    pub provider: String,
+    /// Libraries the provider links that neither the package nor a base
+    /// Linux system has, in link order (`libcublasLt.so.13`, ...,
+    /// `libcuda.so.1`: the NVIDIA driver).
+    pub libraries: Vec<String>,
+    /// CUDA's major version, from `libcudart.so.<major>`.
+    pub cuda: Option<String>,
+    /// cuDNN's major version, from the wheel's `nvidia-cudnn-cu*` requirement
+    /// (the provider loads cuDNN at run time, so its NEEDED entries omit it).
+    pub cudnn: Option<String>,
+    /// The wheel's own pip requirements for CUDA and cuDNN
+    /// (`nvidia-cuda-runtime~=13.0`, ...), for the user to install.
+    pub pip: Vec<String>,
+}
+
+impl CudaNeeds {
+    /// `CUDA 13 and cuDNN 9`, for messages.
+    pub fn versions(&self) -> String {
+        let known =
+            |v: &Option<String>| v.clone().unwrap_or_else(|| "(version not recorded)".into());
+        format!(
+            "CUDA {} and cuDNN {}",
+            known(&self.cuda),
+            known(&self.cudnn)
+        )
+    }
 }
 
 /// Whether the package runs only after activation.

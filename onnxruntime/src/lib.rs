@@ -5,6 +5,8 @@
 //! SDK, the exporter's int8 calibration in a test that then serves the
 //! package) shares that environment.
 
+pub mod device;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,13 +20,14 @@ pub struct LoadError {
     pub reason: String,
 }
 
-static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+/// The environment and the library it was loaded from.
+static ENVIRONMENT: Mutex<Option<(Environment, PathBuf)>> = Mutex::new(None);
 
 /// The process's environment: loads `library` if no environment exists
 /// yet, else returns the existing one (whichever library it came from).
 pub fn environment(library: &Path) -> Result<Environment, LoadError> {
     let mut loaded = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(environment) = loaded.as_ref() {
+    if let Some((environment, _)) = loaded.as_ref() {
         return Ok(environment.clone());
     }
     let path = std::path::absolute(library).unwrap_or_else(|_| library.to_path_buf());
@@ -37,16 +40,21 @@ pub fn environment(library: &Path) -> Result<Environment, LoadError> {
         .with_name("semiclass")
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    *loaded = Some(environment.clone());
+    *loaded = Some((environment.clone(), path));
     Ok(environment)
 }
 
 /// The environment if one was loaded.
 pub fn loaded() -> Option<Environment> {
-    ENVIRONMENT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
+    let loaded = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
+    loaded.as_ref().map(|(environment, _)| environment.clone())
+}
+
+/// The library the environment was loaded from (absolute), if any: which
+/// build (CPU or CUDA) this process runs.
+pub fn loaded_library() -> Option<PathBuf> {
+    let loaded = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
+    loaded.as_ref().map(|(_, path)| path.clone())
 }
 
 #[cfg(test)]

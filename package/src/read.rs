@@ -179,6 +179,7 @@ mod tests {
             runtime: PackagedRuntime {
                 version: "1.2.3".into(),
                 library: LIBRARY.into(),
+                cuda: None,
             },
             license: LicenseRequirement { required: false },
             created: "2026-01-01T00:00:00Z".into(),

@@ -47,7 +47,11 @@ const char *semiclass_last_error(void);
 /* Opens the package in `package_dir`: checks its files against the manifest
  * and the installed license (this package, this machine, its dates), then
  * loads the model into *out. `activation_dir` is where `infer activate`
- * installed the license; NULL for its default folder. */
+ * installed the license; NULL for its default folder. A cuda-x86_64 package
+ * whose GPU cannot be used (no NVIDIA driver, CUDA or cuDNN) fails with
+ * SEMICLASS_RUNTIME and says what is missing, unless the environment has
+ * SEMICLASS_ALLOW_CPU_FALLBACK=1: then it runs on the CPU, with a warning on
+ * stderr. */
 int semiclass_open(const char *package_dir, const char *activation_dir, SemiclassModel **out);
 
 /* Classifies one encoded image (JPEG, PNG, BMP, WebP, GIF, TIFF) of

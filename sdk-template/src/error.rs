@@ -53,6 +53,9 @@ pub enum SdkError {
     Model { path: PathBuf, reason: String },
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A CUDA package whose GPU cannot be used: the whole explanation.
+    #[error("{0}")]
+    Device(String),
 }
 
 impl From<FingerprintError> for SdkError {
@@ -73,9 +76,10 @@ impl SdkError {
             | SdkError::Keyring(_) => Status::Package,
             SdkError::NoActivationHome => Status::License,
             SdkError::Image(_) => Status::Image,
-            SdkError::Runtime { .. } | SdkError::Model { .. } | SdkError::Inference(_) => {
-                Status::Runtime
-            }
+            SdkError::Runtime { .. }
+            | SdkError::Model { .. }
+            | SdkError::Inference(_)
+            | SdkError::Device(_) => Status::Runtime,
         }
     }
 }

@@ -13,8 +13,9 @@ use std::ptr;
 use semiclass_licensing::ActivationDir;
 
 use crate::error::{SdkError, Status};
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::package::{Package, environment};
+use semiclass_onnxruntime::device::{Device, FALLBACK_ENV};
 
 /// An open model, as C holds it.
 pub struct SemiclassModel {
@@ -99,7 +100,9 @@ pub extern "C" fn semiclass_last_error() -> *const c_char {
 
 /// Opens the package in `package_dir`: checks its files and license, then
 /// loads its model into `*out`. `activation_dir` may be null (the default
-/// folder, as `infer activate` uses).
+/// folder, as `infer activate` uses). A cuda-x86_64 package whose GPU
+/// cannot be used fails, unless SEMICLASS_ALLOW_CPU_FALLBACK=1 is set: then
+/// it runs on the CPU, with a warning on stderr.
 ///
 /// # Safety
 /// The strings are null or NUL-terminated; `out` is null or writable.
@@ -121,7 +124,15 @@ pub unsafe extern "C" fn semiclass_open(
         } else {
             ActivationDir::new(unsafe { text(activation_dir, "activation_dir")? })
         };
-        let model = Model::open(&package, &activation, &environment()?)?;
+        // A C library has no flags: the fallback is asked for in the
+        // environment, under the same name the CLIs' flag has.
+        let options = LoadOptions {
+            allow_cpu_fallback: std::env::var_os(FALLBACK_ENV).is_some_and(|v| v == "1"),
+        };
+        let model = Model::open_with(&package, &activation, &environment()?, options)?;
+        if let Device::CpuFallback(why) = model.device() {
+            eprintln!("semiclass: warning: running on the CPU as {FALLBACK_ENV}=1 allows: {why}");
+        }
         let names = model
             .class_names()
             .iter()

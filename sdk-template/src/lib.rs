@@ -26,8 +26,9 @@ mod package;
 mod runtime;
 
 pub use error::{SdkError, Status};
-pub use model::{Model, Prediction, top_k};
+pub use model::{LoadOptions, Model, Prediction, top_k};
 pub use package::{ACTIVATIONS_DIR, Package, environment};
+pub use semiclass_onnxruntime::device::Device;
 
 /// The SDK's version as `infer --version` and `semiclass_version()` report
 /// it. A build with test hooks says so here, which is how a packaging step

@@ -6,6 +6,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 use semiclass_licensing::{ActivationDir, Environment, LicensePayload, verify_package};
 use semiclass_manifest::package::PackageManifest;
+use semiclass_onnxruntime::device::{Device, Placement};
 use semiclass_preprocess::{DecodeLimits, preprocess_bytes};
 use serde::Serialize;
 
@@ -22,10 +23,21 @@ pub struct Prediction {
     pub score: f32,
 }
 
+/// How a model is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Run a cuda-x86_64 package on the CPU when its GPU cannot be used
+    /// ([`Model::device`] says so); without it, opening fails with what the
+    /// GPU lacks. `infer --allow-cpu-fallback`; the C library reads
+    /// `SEMICLASS_ALLOW_CPU_FALLBACK=1`.
+    pub allow_cpu_fallback: bool,
+}
+
 /// A package's model, loaded after its files and license were checked.
 pub struct Model {
     manifest: PackageManifest,
     license: LicensePayload,
+    device: Device,
     /// ort runs need `&mut`; a model handle is shared between threads.
     session: Mutex<Session>,
 }
@@ -40,6 +52,16 @@ impl Model {
         activation: &ActivationDir,
         env: &Environment,
     ) -> Result<Model, SdkError> {
+        Self::open_with(package, activation, env, LoadOptions::default())
+    }
+
+    /// [`Model::open`] with `options`.
+    pub fn open_with(
+        package: &Package,
+        activation: &ActivationDir,
+        env: &Environment,
+        options: LoadOptions,
+    ) -> Result<Model, SdkError> {
         let verified = verify_package(&package.dir, activation, env)?;
         let Some(library) = verified.runtime_library.as_deref() else {
             return Err(SdkError::Runtime {
@@ -47,7 +69,12 @@ impl Model {
                 reason: "ONNX Runtime cannot be loaded out of a zip: unpack the package and use its folder".into(),
             });
         };
-        let session = runtime::session(library, &verified.model_path, &verified.model)?;
+        let placement = Placement {
+            cuda: verified.manifest.runtime.cuda.as_ref(),
+            allow_cpu_fallback: options.allow_cpu_fallback,
+        };
+        let (session, device) =
+            runtime::session(library, &verified.model_path, &verified.model, placement)?;
         let model = &verified.manifest.model;
         let names = |outlets: &[ort::value::Outlet]| {
             outlets
@@ -68,8 +95,15 @@ impl Model {
         Ok(Model {
             manifest: verified.manifest,
             license: verified.license,
+            device,
             session: Mutex::new(session),
         })
+    }
+
+    /// Where the model runs: the CPU, the GPU, or the CPU in place of the
+    /// GPU (with the reason), which a front end should report.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The package's manifest (as verified).

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use ort::session::Session;
 use semiclass_onnxruntime::Environment as OrtEnvironment;
+use semiclass_onnxruntime::device::{self, Device, DeviceError, Placement};
 
 use crate::error::SdkError;
 
@@ -20,19 +21,20 @@ fn ort_environment(library: &Path) -> Result<OrtEnvironment, SdkError> {
 }
 
 /// A session for `model` (the verified bytes of `model_path`) on the
-/// runtime `library`.
+/// runtime `library`, on the device `placement` asks for; says which.
 pub(crate) fn session(
     library: &Path,
     model_path: &Path,
     model: &[u8],
-) -> Result<Session, SdkError> {
+    placement: Placement,
+) -> Result<(Session, Device), SdkError> {
     let environment = ort_environment(library)?;
-    let failed = |reason: String| SdkError::Model {
-        path: model_path.to_path_buf(),
-        reason,
-    };
-    Session::builder(&environment)
-        .map_err(|e| failed(e.to_string()))?
-        .commit_from_memory(model)
-        .map_err(|e| failed(e.to_string()))
+    let options = |builder| Ok(builder);
+    device::commit(&environment, options, model, placement).map_err(|e| match e {
+        DeviceError::Session(reason) => SdkError::Model {
+            path: model_path.to_path_buf(),
+            reason,
+        },
+        no_gpu @ DeviceError::NoGpu { .. } => SdkError::Device(no_gpu.to_string()),
+    })
 }

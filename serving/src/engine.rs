@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
+use semiclass_onnxruntime::device::{self, Device, DeviceError, Placement};
 use tokio::sync::oneshot;
 
 use crate::batch_size::BatchSizer;
@@ -48,6 +49,9 @@ pub enum EngineError {
     },
     #[error("model: {0}")]
     Model(String),
+    /// A CUDA package whose GPU cannot be used (the whole explanation).
+    #[error("{0}")]
+    Device(String),
     #[error("inference failed: {0}")]
     Run(String),
     #[error("the inference workers stopped")]
@@ -81,27 +85,44 @@ pub struct OrtBackend {
 }
 
 impl OrtBackend {
-    /// A session of the ONNX `model` running on `threads` intra-op threads.
+    /// A session of the ONNX `model` running on `threads` intra-op threads,
+    /// on the CPU.
     pub fn new(
         model: &[u8],
         threads: usize,
         io_names: (&str, &str),
         sample_shape: [usize; 3],
     ) -> Result<OrtBackend, EngineError> {
-        let err = |e: ort::Error| EngineError::Model(e.to_string());
+        let cpu = Placement {
+            cuda: None,
+            allow_cpu_fallback: false,
+        };
+        Ok(Self::placed(model, threads, io_names, sample_shape, cpu)?.0)
+    }
+
+    /// [`OrtBackend::new`] on the device `placement` asks for (a CUDA
+    /// package's GPU: `semiclass_onnxruntime::device`); says where it runs.
+    pub fn placed(
+        model: &[u8],
+        threads: usize,
+        io_names: (&str, &str),
+        sample_shape: [usize; 3],
+        placement: Placement,
+    ) -> Result<(OrtBackend, Device), EngineError> {
         let Some(environment) = semiclass_onnxruntime::loaded() else {
             return Err(EngineError::Model("ONNX Runtime is not loaded".into()));
         };
-        let session = Session::builder(&environment)
-            .map_err(err)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| err(e.into()))?
-            .with_intra_threads(threads)
-            .map_err(|e| err(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| err(e.into()))?
-            .commit_from_memory(model)
-            .map_err(err)?;
+        let configure = |builder: SessionBuilder| -> ort::Result<SessionBuilder> {
+            Ok(builder
+                .with_optimization_level(GraphOptimizationLevel::Level3)?
+                .with_intra_threads(threads)?
+                .with_inter_threads(1)?)
+        };
+        let (session, device) =
+            device::commit(&environment, configure, model, placement).map_err(|e| match e {
+                DeviceError::Session(reason) => EngineError::Model(reason),
+                no_gpu @ DeviceError::NoGpu { .. } => EngineError::Device(no_gpu.to_string()),
+            })?;
         let (input_name, output_name) = (io_names.0.to_string(), io_names.1.to_string());
         let has = |names: Vec<&str>, name: &str| names.contains(&name);
         if !has(
@@ -115,12 +136,13 @@ impl OrtBackend {
                 "the graph has no input {input_name:?} or no output {output_name:?} as the manifest says"
             )));
         }
-        Ok(OrtBackend {
+        let backend = OrtBackend {
             session,
             input_name,
             output_name,
             sample_shape,
-        })
+        };
+        Ok((backend, device))
     }
 }
 

@@ -131,6 +131,11 @@ struct ServeArgs {
     /// The issuer's private key file (from `semiclass-license keygen`).
     #[arg(long, requires = "issuer_db")]
     issuer_key: Option<PathBuf>,
+    /// Run a cuda-x86_64 package on the CPU when its GPU cannot be used
+    /// (logged as a warning); without it, the server refuses to start and
+    /// says what the GPU lacks.
+    #[arg(long)]
+    allow_cpu_fallback: bool,
     /// Log level: error, warn, info (one line per request) or debug.
     #[arg(long, default_value = "info")]
     log: tracing::Level,
@@ -261,5 +266,6 @@ fn serve_config(args: &ServeArgs, tokens: PathBuf, budget: &ThreadBudget) -> Ser
         },
         decode_threads: args.decode_threads.unwrap_or(budget.decode_threads).max(1),
         issuer: args.issuer_db.clone().zip(args.issuer_key.clone()),
+        allow_cpu_fallback: args.allow_cpu_fallback,
     }
 }

@@ -17,6 +17,7 @@ use crate::engine::{
 use crate::limits::{Admission, Limits};
 use crate::metrics::{BatchStats, Metrics};
 use crate::tokens::{LiveTokens, TokenStore};
+use semiclass_onnxruntime::device::{Device, Placement};
 use semiclass_package::{Package, PackageError};
 
 /// How to start serving.
@@ -34,6 +35,9 @@ pub struct ServeConfig {
     /// `(database, private key)` of the license issuer, enabling
     /// `/v1/activate`.
     pub issuer: Option<(PathBuf, PathBuf)>,
+    /// Run a CUDA package on the CPU when its GPU cannot be used (logged);
+    /// without it such a package stops the server with the reason.
+    pub allow_cpu_fallback: bool,
 }
 
 /// Why the server could not start.
@@ -107,7 +111,8 @@ impl AppState {
         for package in packages {
             let id = package.manifest.package_id.clone();
             let stats = metrics.batch_stats(&id);
-            models.insert(id, Arc::new(start_model(package, config.batch, stats)?));
+            let model = start_model(package, config.batch, stats, config.allow_cpu_fallback)?;
+            models.insert(id, Arc::new(model));
         }
         Self::assemble(config, models, metrics)
     }
@@ -162,6 +167,7 @@ fn start_model(
     package: Package,
     batch: BatchSettings,
     stats: BatchStats,
+    allow_cpu_fallback: bool,
 ) -> Result<Model, StartError> {
     let spec = &package.manifest.model;
     let side = spec.input_size as usize;
@@ -172,9 +178,16 @@ fn start_model(
     };
     let onnx = package.model_bytes()?;
     let names = (spec.input_name.as_str(), spec.output_name.as_str());
+    let placement = Placement {
+        cuda: package.manifest.runtime.cuda.as_ref(),
+        allow_cpu_fallback,
+    };
+    let logged = std::sync::Once::new();
     let session = |threads| -> Result<Box<dyn Backend>, StartError> {
-        let mut backend =
-            OrtBackend::new(onnx, threads, names, sample_shape).map_err(engine_err)?;
+        let (mut backend, device) =
+            OrtBackend::placed(onnx, threads, names, sample_shape, placement)
+                .map_err(engine_err)?;
+        logged.call_once(|| log_device(&package.manifest.package_id, &device));
         let logits = backend
             .run(vec![0.0; 3 * side * side], 1)
             .map_err(|e| engine_err(EngineError::Model(e)))?;
@@ -204,4 +217,15 @@ fn start_model(
         batcher,
         stats,
     })
+}
+
+/// Says where a CUDA package runs; a fallback to the CPU is a warning.
+fn log_device(id: &str, device: &Device) {
+    match device {
+        Device::Cpu => {}
+        Device::Cuda => tracing::info!("model {id}: on the GPU (CUDA execution provider)"),
+        Device::CpuFallback(why) => tracing::warn!(
+            "model {id}: running on the CPU as --allow-cpu-fallback allows, not the GPU: {why}"
+        ),
+    }
 }

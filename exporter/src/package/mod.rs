@@ -10,6 +10,7 @@
 //! [`Package::open`], the one reader the SDK and the server use too; the zip
 //! itself is written by its [`semiclass_package::write_zip`].
 
+mod cuda_needs;
 pub mod runtime;
 mod write;
 
@@ -48,6 +49,8 @@ pub enum PackageError {
         problem: String,
         help: String,
     },
+    #[error("{path}: cannot read the runtime library: {reason}; re-fetch the onnxruntime-gpu wheel (make ort-gpu)", path = path.display())]
+    RuntimeLibrary { path: PathBuf, reason: String },
     #[error("{path}: {error}")]
     Io {
         path: PathBuf,

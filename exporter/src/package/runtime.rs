@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use semiclass_manifest::package::Target;
+use semiclass_manifest::package::{CudaNeeds, Target};
 
-use super::PackageError;
+use super::{LIB_DIR, PackageError, cuda_needs};
 
 /// Environment variables naming each target's `capi/` folder.
 pub const CPU_DIR_ENV: &str = "SEMICLASS_ORT_CPU_DIR";
@@ -28,6 +28,8 @@ pub struct Runtime {
     pub library: PathBuf,
     /// Provider libraries the target needs besides the main one.
     pub providers: Vec<PathBuf>,
+    /// What the CUDA build needs from the machine (CUDA target only).
+    pub cuda: Option<CudaNeeds>,
 }
 
 impl Runtime {
@@ -88,10 +90,22 @@ pub fn find_runtime(target: Target, dir: &Path) -> Result<Runtime, PackageError>
             vec![dir.join(CUDA_PROVIDERS), dir.join(SHARED_PROVIDERS)]
         }
     };
+    let cuda = match target {
+        Target::CpuX86_64 => None,
+        Target::CudaX86_64 => {
+            let shipped_as = format!("{LIB_DIR}/{CUDA_PROVIDERS}");
+            Some(cuda_needs::read(
+                dir,
+                &dir.join(CUDA_PROVIDERS),
+                shipped_as,
+            )?)
+        }
+    };
     Ok(Runtime {
         version: main[MAIN_PREFIX.len()..].to_string(),
         library: dir.join(main),
         providers,
+        cuda,
     })
 }
 
@@ -121,9 +135,10 @@ fn help(target: Target) -> String {
              (<venv>/lib/python3.*/site-packages/onnxruntime/capi) or set {CPU_DIR_ENV}"
         ),
         Target::CudaX86_64 => format!(
-            "the CUDA target ships the onnxruntime-gpu build: `pip download onnxruntime-gpu \
-             --no-deps -d DIR`, unzip the wheel (it is a zip), and pass its onnxruntime/capi \
-             folder with --runtime-dir or set {CUDA_DIR_ENV}"
+            "the CUDA target ships the onnxruntime-gpu build: `make ort-gpu` fetches it into \
+             target/ort-gpu and sets {CUDA_DIR_ENV} for make's commands; elsewhere \
+             `pip download onnxruntime-gpu --no-deps -d DIR`, unzip the wheel (it is a zip), and \
+             pass its onnxruntime/capi folder with --runtime-dir or set {CUDA_DIR_ENV}"
         ),
     }
 }
@@ -158,8 +173,11 @@ mod tests {
         assert!(err.contains("no libonnxruntime_providers_cuda.so"), "{err}");
         assert!(err.contains("pip download onnxruntime-gpu"), "{err}");
         let gpu = dir_with(&["libonnxruntime.so.1.20.1", SHARED_PROVIDERS, CUDA_PROVIDERS]);
-        let rt = find_runtime(Target::CudaX86_64, gpu.path()).unwrap();
-        assert_eq!((rt.version.as_str(), rt.files().count()), ("1.20.1", 3));
+        // A provider that is no library cannot say what it needs.
+        let err = find_runtime(Target::CudaX86_64, gpu.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a 64-bit ELF"), "{err}");
         let err = find_runtime(Target::CpuX86_64, gpu.path())
             .unwrap_err()
             .to_string();
@@ -167,6 +185,20 @@ mod tests {
             err.contains("onnxruntime-gpu build, not the CPU one"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_gpu_wheel_says_which_cuda_and_cudnn_it_needs() {
+        let rt = find_runtime(Target::CudaX86_64, &crate::testing::cuda_runtime_dir()).unwrap();
+        let needs = rt.cuda.unwrap();
+        assert_eq!(needs.provider, "lib/libonnxruntime_providers_cuda.so");
+        // The NVIDIA driver and the CUDA runtime, never glibc or ORT itself.
+        for lib in ["libcuda.so.1", "libcudart.so.13", "libcublasLt.so.13"] {
+            assert!(needs.libraries.iter().any(|l| l == lib), "{needs:?}");
+        }
+        assert!(!needs.libraries.iter().any(|l| l.starts_with("libc.")));
+        assert_eq!(needs.versions(), "CUDA 13 and cuDNN 9");
+        assert!(needs.pip.iter().any(|r| r == "nvidia-cudnn-cu13~=9.0"));
     }
 
     #[test]

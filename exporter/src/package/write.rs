@@ -217,6 +217,7 @@ fn manifest(req: &PackageRequest, onnx: &OnnxModel, runtime: &Runtime) -> Packag
         runtime: PackagedRuntime {
             version: runtime.version.clone(),
             library: lib_path(&runtime.library),
+            cuda: runtime.cuda.clone(),
         },
         license: LicenseRequirement {
             required: req.sdk.is_some(),

@@ -5,5 +5,6 @@
 
 mod attacks;
 mod common;
+mod cuda;
 mod flow;
 mod packages;

@@ -100,12 +100,17 @@ impl Package {
     /// not be real.
     pub fn slim(name: &str, model: &[u8]) -> Package {
         let temp = tempfile::tempdir().unwrap();
-        let sdk = temp.path().join("placeholder-sdk");
-        fs::create_dir_all(&sdk).unwrap();
-        for program in ["infer", "libsemiclass_sdk.so"] {
-            fs::write(sdk.join(program), b"\x7fELF placeholder").unwrap();
-        }
+        let sdk = placeholder_sdk(temp.path());
         Package::write(temp, name, model, &SdkBuild::shipping(sdk))
+    }
+
+    /// [`Package::slim`] for cuda-x86_64, shipping the CUDA build of ONNX
+    /// Runtime in `runtime` (the onnxruntime-gpu wheel's capi folder).
+    pub fn slim_cuda(name: &str, model: &[u8], runtime: &Path) -> Package {
+        let temp = tempfile::tempdir().unwrap();
+        let sdk = placeholder_sdk(temp.path());
+        let target = (Target::CudaX86_64, Some(runtime));
+        Package::write_for(temp, name, model, &SdkBuild::shipping(sdk), target)
     }
 
     /// With this test build's SDK as `bin/infer` and
@@ -121,14 +126,24 @@ impl Package {
     }
 
     fn write(temp: TempDir, name: &str, model: &[u8], sdk: &SdkBuild) -> Package {
+        // The folder of ORT_DYLIB_PATH: the real runtime, which `infer` loads.
+        Package::write_for(temp, name, model, sdk, (Target::CpuX86_64, None))
+    }
+
+    fn write_for(
+        temp: TempDir,
+        name: &str,
+        model: &[u8],
+        sdk: &SdkBuild,
+        (target, runtime_dir): (Target, Option<&Path>),
+    ) -> Package {
         let classes = CLASSES.map(String::from).to_vec();
         let preprocess = PreprocessSpec::for_input(SIZE, [0.5; 3], [0.5; 3]);
         let meta = CheckpointMeta::untrained(name, classes, SIZE, preprocess, "test");
         let request = PackageRequest {
-            target: Target::CpuX86_64,
+            target,
             out_dir: &temp.path().join("zips"),
-            // The folder of ORT_DYLIB_PATH: the real runtime, which `infer` loads.
-            runtime_dir: None,
+            runtime_dir,
             sdk: Some(sdk),
             vendor_keys: Some(&vendor_keyring()),
             replace: false,
@@ -143,6 +158,18 @@ impl Package {
             _temp: temp,
         }
     }
+}
+
+/// Placeholder SDK programs in `dir`: the tests run this build's `infer`
+/// with `--package`, so the package's own copies (hundreds of MB in a debug
+/// build) need not be real.
+fn placeholder_sdk(dir: &Path) -> PathBuf {
+    let sdk = dir.join("placeholder-sdk");
+    fs::create_dir_all(&sdk).unwrap();
+    for program in ["infer", "libsemiclass_sdk.so"] {
+        fs::write(sdk.join(program), b"\x7fELF placeholder").unwrap();
+    }
+    sdk
 }
 
 /// Writes a solid `rgb` PNG of `side` px into `dir`; returns its path.

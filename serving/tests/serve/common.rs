@@ -136,6 +136,7 @@ impl Fixture {
             },
             decode_threads: 2,
             issuer: None,
+            allow_cpu_fallback: false,
         }
     }
 
@@ -187,7 +188,7 @@ pub fn onnxruntime() -> PathBuf {
 
 /// A tiny model made once by the fixture script (with the venv's `onnx`)
 /// and kept under the target folder; a folder appears only complete.
-fn tiny_model(classes: usize, size: u32, seed: u32) -> PathBuf {
+pub fn tiny_model(classes: usize, size: u32, seed: u32) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_tiny_onnx.py");
     let version = hex(&Sha256::digest(fs::read(&script).unwrap())[..6]);
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixtures");
@@ -223,6 +224,16 @@ pub fn write_package_of(
     let runtime = dir.join("placeholder-onnxruntime");
     fs::create_dir_all(&runtime).unwrap();
     fs::write(runtime.join("libonnxruntime.so.1.32.0"), b"placeholder").unwrap();
+    write_target_package(dir, model, (role, size), (Target::CpuX86_64, &runtime))
+}
+
+/// [`write_package_of`] for `target`, shipping the runtime in `runtime`.
+pub fn write_target_package(
+    dir: &Path,
+    model: &Path,
+    (role, size): (Role, u32),
+    (target, runtime): (Target, &Path),
+) -> (PathBuf, PackageManifest) {
     let classes = CLASSES.iter().map(|c| c.to_string()).collect();
     let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
     let preprocess = PreprocessSpec::for_input(size, mean, std);
@@ -234,9 +245,9 @@ pub fn write_package_of(
     let built = write_package(
         &onnx,
         &PackageRequest {
-            target: Target::CpuX86_64,
+            target,
             out_dir: &dir.join("zips"),
-            runtime_dir: Some(&runtime),
+            runtime_dir: Some(runtime),
             sdk: None,
             vendor_keys: None,
             replace: false,

@@ -3,6 +3,7 @@
 mod activate;
 mod api;
 mod common;
+mod cuda;
 mod int8;
 mod page;
 mod socket;

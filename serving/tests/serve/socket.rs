@@ -29,6 +29,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server of a child process listening at `addr`.
+    pub fn at(addr: SocketAddr) -> Server {
+        Server {
+            addr,
+            _stop: oneshot::channel().0,
+        }
+    }
+
     pub async fn start(state: Arc<AppState>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -432,10 +440,7 @@ fn the_binary_makes_tokens_and_serves_with_them_until_sigterm() {
     let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let addr = listening_address(&mut stderr);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = Server {
-        addr,
-        _stop: oneshot::channel().0,
-    };
+    let server = Server::at(addr);
     let auth = format!("Bearer {token}");
     let headers = [
         ("authorization", auth.as_str()),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use semiclass_licensing::ActivationDir;
-use semiclass_sdk::{Model, Package, Prediction, environment};
+use semiclass_sdk::{Device, LoadOptions, Model, Package, Prediction, environment};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -19,6 +19,10 @@ pub struct Args {
     /// One JSON object per image and line: {"image", "predictions": [{class_id, name, score}]}.
     #[arg(long)]
     json: bool,
+    /// Run a cuda-x86_64 package on the CPU when its GPU cannot be used
+    /// (with a warning); without it, `infer` stops and says what is missing.
+    #[arg(long)]
+    allow_cpu_fallback: bool,
 }
 
 #[derive(Serialize)]
@@ -34,7 +38,13 @@ pub fn run(package: &Package, activation: &ActivationDir, args: Args) -> Result<
     if args.topk == 0 {
         bail!("--topk must be at least 1");
     }
-    let model = Model::open(package, activation, &environment()?)?;
+    let options = LoadOptions {
+        allow_cpu_fallback: args.allow_cpu_fallback,
+    };
+    let model = Model::open_with(package, activation, &environment()?, options)?;
+    if let Device::CpuFallback(why) = model.device() {
+        eprintln!("warning: running on the CPU as --allow-cpu-fallback allows: {why}");
+    }
     let mut failed = 0;
     for image in &args.images {
         let answer = predict(&model, image, args.topk);
