@@ -60,6 +60,12 @@ pub fn command(name: &str) -> Command {
     let mut command = Command::new(binary(name));
     let registry = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-registry.sqlite");
     command.env("SEMICLASS_REGISTRY", registry);
+    // The training commands choose their own OpenMP spin unless these are
+    // set (trainer/src/openmp.rs); a developer's setting must not change
+    // what the tests see.
+    command
+        .env_remove("GOMP_SPINCOUNT")
+        .env_remove("OMP_WAIT_POLICY");
     command
 }
 

@@ -98,6 +98,8 @@ fn a_large_run_trains_both_stages_and_keeps_the_best() {
     );
     assert_eq!(run.code, 0, "{}", run.all());
     let out = &run.stdout;
+    // The command re-executed itself with a bounded OpenMP spin.
+    assert!(out.contains("(OpenMP: GOMP_SPINCOUNT=3000)"), "{out}");
     assert!(out.contains("[supervised] epoch 1 step 1/4"), "{out}");
     assert!(out.contains("[ssl] epoch 1 step 2/2"), "{out}");
     assert!(out.contains("val top-1"), "{out}");

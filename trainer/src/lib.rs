@@ -14,6 +14,7 @@ pub mod engine;
 pub mod eval_report;
 pub mod metrics;
 pub mod nn;
+pub mod openmp;
 pub mod optim;
 pub mod registry_hooks;
 pub mod schedule;

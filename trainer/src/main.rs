@@ -9,6 +9,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     quiet_out_of_memory_panics();
     let args = cli::Cli::parse();
+    if args.computes_with_libtorch() {
+        semiclass_trainer::openmp::bound_spinning();
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

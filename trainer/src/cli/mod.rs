@@ -56,6 +56,14 @@ enum Command {
 }
 
 /// Runs one subcommand; `Err` means it could not run (exit status 2).
+impl Cli {
+    /// Whether the command trains or evaluates with libtorch's threads
+    /// (those re-execute with a bounded OpenMP spin: `openmp`).
+    pub fn computes_with_libtorch(&self) -> bool {
+        matches!(self.command, Command::Train(_) | Command::Eval(_))
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let location = semiclass_registry::location::registry_path(cli.registry);
     semiclass_trainer::registry_hooks::set_location(location);

@@ -97,6 +97,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     println!("run: {}", run.path.display());
+    println!(
+        "threads: {} (OpenMP: {})",
+        tch::get_num_threads(),
+        semiclass_trainer::openmp::describe()
+    );
     let session = Session {
         cfg,
         dataset,
