@@ -23,10 +23,11 @@ export ORT_DYLIB_PATH = $(shell ls $(SITE)/onnxruntime/capi/libonnxruntime.so.* 
 # The CUDA build of ONNX Runtime for cuda-x86_64 packages: the onnxruntime-gpu
 # wheel of requirements-ort-gpu.txt, unpacked by `make ort-gpu` (a wheel is a
 # zip: capi/ and the dist-info whose METADATA names its CUDA and cuDNN). Lazy
-# like ORT_DYLIB_PATH, so the make process that fetches it exports it too.
+# like ORT_DYLIB_PATH, and through the shell rather than $(wildcard), whose
+# answers make caches: the make process that fetches it must export it too.
 ORT_GPU := $(CURDIR)/target/ort-gpu
 ORT_GPU_STAMP := $(ORT_GPU)/.unpacked
-export SEMICLASS_ORT_CUDA_DIR = $(if $(wildcard $(ORT_GPU_STAMP)),$(ORT_GPU)/wheel/onnxruntime/capi)
+export SEMICLASS_ORT_CUDA_DIR = $(shell test -f $(ORT_GPU_STAMP) && echo $(ORT_GPU)/wheel/onnxruntime/capi)
 
 MODEL_FIXTURES := $(CURDIR)/target/model-fixtures
 # playwright-core drives the try-out page in serving's tests (dev only).
