@@ -3,12 +3,7 @@
 use std::collections::BTreeMap;
 
 use semiclass_manifest::checkpoint::Role;
-use semiclass_manifest::package::{PackageManifest, PackagedModel, Target};
-
-/// Said in a CUDA package's README, after the runtime library's name.
-const CUDA_NOTE: &str = " This CUDA build loads the machine's NVIDIA driver, CUDA and \
-cuDNN libraries (the versions onnxruntime.ai lists for this release); where they \
-are missing, use the cpu-x86_64 package.";
+use semiclass_manifest::package::{CudaNeeds, PackageManifest, PackagedModel, Target};
 
 /// Placeholder name -> text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,11 +49,11 @@ impl Facts {
         facts.insert("checkpoint_sha256", &model.checkpoint_sha256);
         facts.insert("created", &manifest.created);
         let (pip_package, runtime_note) = match manifest.target {
-            Target::CpuX86_64 => ("onnxruntime", ""),
-            Target::CudaX86_64 => ("onnxruntime-gpu", CUDA_NOTE),
+            Target::CpuX86_64 => ("onnxruntime", String::new()),
+            Target::CudaX86_64 => ("onnxruntime-gpu", cuda_note(manifest)),
         };
         facts.insert("pip_package", pip_package);
-        facts.insert("runtime_note", runtime_note);
+        facts.insert("runtime_note", &runtime_note);
         facts.insert("precision_section", &precision_section(model));
         facts
     }
@@ -81,6 +76,48 @@ impl Facts {
 
 /// A README section on an int8 model: how it was made and the accuracy
 /// the export measured; empty for a float model.
+/// Said in a CUDA package's README after its first paragraph: what the
+/// machine must provide, as the export read it from the CUDA build of ONNX
+/// Runtime (manifest `runtime.cuda`), so a buyer can check a machine before
+/// the first call fails.
+fn cuda_note(manifest: &PackageManifest) -> String {
+    let fallback = "Without them, loading the model stops with an error naming what \
+                    is missing; `bin/infer --allow-cpu-fallback` (in C: \
+                    `SEMICLASS_ALLOW_CPU_FALLBACK=1`) runs it on the CPU instead, with a \
+                    warning, and the cpu-x86_64 package runs on any x86-64 CPU.";
+    let Some(needs) = &manifest.runtime.cuda else {
+        return format!(
+            "\n\nThis CUDA build needs an NVIDIA GPU with its driver, CUDA and cuDNN \
+             (the versions onnxruntime.ai lists for ONNX Runtime {}). {fallback}",
+            manifest.runtime.version
+        );
+    };
+    format!(
+        "\n\nThis CUDA build needs an NVIDIA GPU with its driver and {versions}: \
+         the libraries {libraries}{pip}. {fallback}",
+        versions = needs.versions(),
+        libraries = code_list(&needs.libraries),
+        pip = pip_clause(needs),
+    )
+}
+
+/// ` (pip: `a`, `b`)`, or nothing when the wheel named no requirement.
+fn pip_clause(needs: &CudaNeeds) -> String {
+    if needs.pip.is_empty() {
+        return String::new();
+    }
+    format!(" (pip: {})", code_list(&needs.pip))
+}
+
+/// `` `a`, `b` ``.
+fn code_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn precision_section(model: &PackagedModel) -> String {
     let Some(q) = &model.quantization else {
         return String::new();

@@ -44,6 +44,20 @@ fn a_cuda_package_without_a_gpu_is_refused_and_runs_on_the_cpu_only_when_asked()
         scene.laptop.infer(&cuda, &scene.vendor, NOW, &args)
     };
 
+    // The README says the same before anything is run.
+    let readme = std::fs::read_to_string(cuda.dir.join("README.md")).unwrap();
+    for needle in [
+        "needs an NVIDIA GPU with its driver and CUDA 13 and cuDNN 9",
+        "`libcuda.so.1`",
+        "`bin/infer --allow-cpu-fallback`",
+        "`SEMICLASS_ALLOW_CPU_FALLBACK=1`",
+    ] {
+        assert!(
+            readme.contains(needle),
+            "README lacks {needle:?}:\n{readme}"
+        );
+    }
+
     let refused = predict(&[]);
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     for needle in [
