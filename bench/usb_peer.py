@@ -470,7 +470,13 @@ def main():
     print(f"images/s: (labeled + unlabeled images) per second, median of {LOG_EVERY}-step intervals; "
           "loop s: the training loop with its val evaluations; wall s: the whole run to its "
           f"test figure (USB's without decoding the images into memory: {decode_s:.0f} s, once)")
-    print(f"runs and logs: {opts.runs}")
+    result = {"data": opts.data, "budget_s": opts.budget, "seed": opts.seed, "threads": opts.threads,
+              "model": opts.model, "usb_best_ckpt_ema_top1": usb_best_ema,
+              "rows": [dict(zip(("side", "steps", "images_per_s", "loop_s", "wall_s", "test_top1"), r))
+                       for r in rows]}
+    with open(os.path.join(opts.runs, f"usb-peer-{tag}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"runs and logs: {opts.runs} (the table: usb-peer-{tag}.json)")
 
 
 if __name__ == "__main__":
