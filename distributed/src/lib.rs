@@ -66,6 +66,10 @@ pub struct ProcessGroup {
 // SAFETY: c10d's TCPStore and ProcessGroupGloo are used from any thread in
 // PyTorch; the handle is owned by one `ProcessGroup` and freed once.
 unsafe impl Send for ProcessGroup {}
+// SAFETY: ProcessGroupGloo enqueues work under its own mutex, so calls from
+// several threads are memory-safe (as in torch.distributed); matching their
+// order across ranks is the caller's business, as it is in PyTorch.
+unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the group the environment describes (`DistEnv::from_env`).

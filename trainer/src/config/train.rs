@@ -78,6 +78,12 @@ pub struct RunConfig {
     pub device: String,
     /// Compute threads on CPU (0: libtorch's default).
     pub threads: usize,
+    /// Data-parallel runs: `auto` (Gloo on CPU; NCCL on CUDA, not in this
+    /// build), `gloo` or `nccl`.
+    pub dist_backend: String,
+    /// Data-parallel runs: seconds the rendezvous and each collective may
+    /// wait for the other ranks before the run stops with an error.
+    pub dist_timeout: u64,
 }
 
 impl Default for RunConfig {
@@ -88,6 +94,8 @@ impl Default for RunConfig {
             seed: 0,
             device: "auto".into(),
             threads: 0,
+            dist_backend: "auto".into(),
+            dist_timeout: 300,
         }
     }
 }
