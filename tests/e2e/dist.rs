@@ -198,3 +198,62 @@ fn children(pid: u32) -> Vec<u32> {
     kids.sort();
     kids
 }
+
+/// Two "nodes" of one process each on 127.0.0.1, started the way torchrun
+/// starts them on two machines (`--nnodes 2 --nproc-per-node 1`): each
+/// LOCAL_RANK 0, distinct GROUP_RANK (the node rank) and RANK, no --nproc.
+#[test]
+fn two_nodes_on_loopback_train_from_torchruns_environment() {
+    let data = two_class_dataset();
+    let runs = tempfile::tempdir().unwrap();
+    let args = vit_args(&data, runs.path(), "nodes");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nodes: Vec<_> = (0..2)
+        .map(|node| {
+            command("semiclass")
+                .args(&args)
+                .envs([
+                    ("RANK", node.to_string()),
+                    ("GROUP_RANK", node.to_string()),
+                    ("LOCAL_RANK", "0".into()),
+                    ("WORLD_SIZE", "2".into()),
+                    ("LOCAL_WORLD_SIZE", "1".into()),
+                    ("MASTER_ADDR", "127.0.0.1".into()),
+                    ("MASTER_PORT", port.to_string()),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = nodes
+        .into_iter()
+        .map(|n| n.wait_with_output().unwrap())
+        .collect();
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let node0 = String::from_utf8_lossy(&outs[0].stdout);
+    assert!(node0.contains("data-parallel: 2 ranks"), "{node0}");
+    assert!(node0.contains("[ssl] epoch 1 step 2/2"), "{node0}");
+    assert_eq!(
+        String::from_utf8_lossy(&outs[1].stdout),
+        "",
+        "rank 1 prints nothing"
+    );
+    assert!(
+        runs.path()
+            .join("nodes/checkpoints/ssl-last.safetensors")
+            .is_file()
+    );
+    assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 1);
+}
