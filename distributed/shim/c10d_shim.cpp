@@ -110,4 +110,12 @@ int sc_pg_barrier(sc_pg* pg, char** err) {
   return guarded(err, [&] { pg->group->barrier()->wait(pg->timeout); });
 }
 
+// Adds `delta` to the store's counter `key` (0 reads it without waiting):
+// the ranks' heartbeats. Returns -1 (and *err) when the store is unreachable.
+int64_t sc_pg_store_add(sc_pg* pg, const char* key, int64_t delta, char** err) {
+  int64_t value = -1;
+  guarded(err, [&] { value = pg->store->add(key, delta); });
+  return value;
+}
+
 }  // extern "C"

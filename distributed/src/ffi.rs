@@ -31,6 +31,12 @@ unsafe extern "C" {
         err: *mut *mut c_char,
     ) -> c_int;
     pub fn sc_pg_barrier(pg: *mut ScPg, err: *mut *mut c_char) -> c_int;
+    pub fn sc_pg_store_add(
+        pg: *mut ScPg,
+        key: *const c_char,
+        delta: i64,
+        err: *mut *mut c_char,
+    ) -> i64;
 }
 
 /// Takes ownership of a message the shim allocated.

@@ -7,6 +7,7 @@
 mod bucket;
 mod env;
 mod ffi;
+mod heartbeat;
 
 use std::ffi::CString;
 use std::os::raw::c_char;
@@ -58,18 +59,16 @@ pub enum DistError {
 
 /// One process's membership of a Gloo process group.
 pub struct ProcessGroup {
-    raw: *mut ffi::ScPg,
+    // Declared first: the heartbeat stops before the handle is released.
+    _heartbeat: heartbeat::Heartbeat,
+    // c10d's TCPStore and ProcessGroupGloo are used from any thread in
+    // PyTorch (ProcessGroupGloo enqueues work under its own mutex), so the
+    // handle is Send and Sync; matching the order of collectives across
+    // ranks is the caller's business, as in torch.distributed.
+    raw: std::sync::Arc<heartbeat::Raw>,
     rank: usize,
     world_size: usize,
 }
-
-// SAFETY: c10d's TCPStore and ProcessGroupGloo are used from any thread in
-// PyTorch; the handle is owned by one `ProcessGroup` and freed once.
-unsafe impl Send for ProcessGroup {}
-// SAFETY: ProcessGroupGloo enqueues work under its own mutex, so calls from
-// several threads are memory-safe (as in torch.distributed); matching their
-// order across ranks is the caller's business, as it is in PyTorch.
-unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the group the environment describes (`DistEnv::from_env`).
@@ -106,7 +105,9 @@ impl ProcessGroup {
         if raw.is_null() {
             return Err(init(ffi::take_string(err)));
         }
+        let raw = std::sync::Arc::new(heartbeat::Raw(raw));
         Ok(ProcessGroup {
+            _heartbeat: heartbeat::Heartbeat::start(raw.clone(), env.rank),
             raw,
             rank: env.rank,
             world_size: env.world_size,
@@ -126,7 +127,7 @@ impl ProcessGroup {
         self.check("all_reduce", tensor)?;
         let raw = tensor.as_mut_ptr();
         self.call("all_reduce", |err| unsafe {
-            ffi::sc_pg_all_reduce_sum(self.raw, raw, err)
+            ffi::sc_pg_all_reduce_sum(self.raw.0, raw, err)
         })
     }
 
@@ -161,14 +162,14 @@ impl ProcessGroup {
         self.check("broadcast", tensor)?;
         let raw = tensor.as_mut_ptr();
         self.call("broadcast", |err| unsafe {
-            ffi::sc_pg_broadcast(self.raw, raw, root as i32, err)
+            ffi::sc_pg_broadcast(self.raw.0, raw, root as i32, err)
         })
     }
 
     /// Returns once every rank has called it.
     pub fn barrier(&self) -> Result<(), DistError> {
         self.call("barrier", |err| unsafe {
-            ffi::sc_pg_barrier(self.raw, err)
+            ffi::sc_pg_barrier(self.raw.0, err)
         })
     }
 
@@ -181,10 +182,15 @@ impl ProcessGroup {
         if f(&mut err) == 0 {
             return Ok(());
         }
+        let gloo = ffi::take_string(err);
+        let message = match heartbeat::diagnose(&self.raw, self.rank, self.world_size) {
+            Some(who) => format!("{who} ({gloo})"),
+            None => gloo,
+        };
         Err(DistError::Collective {
             rank: self.rank,
             op,
-            message: ffi::take_string(err),
+            message,
         })
     }
 
@@ -203,12 +209,5 @@ impl ProcessGroup {
             op,
             why,
         })
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        // SAFETY: `raw` came from sc_pg_new and is freed only here.
-        unsafe { ffi::sc_pg_free(self.raw) }
     }
 }

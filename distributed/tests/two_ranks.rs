@@ -31,6 +31,11 @@ fn env(rank: usize, world: usize, port: u16) -> DistEnv {
 
 /// Rank 1 running `scenario` in a child process.
 fn spawn_rank1(scenario: &str, port: u16) -> Child {
+    spawn_rank(1, scenario, port)
+}
+
+/// Rank `rank` of 2 running `scenario` in a child process.
+fn spawn_rank(rank: usize, scenario: &str, port: u16) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "rank_worker",
@@ -41,6 +46,7 @@ fn spawn_rank1(scenario: &str, port: u16) -> Child {
         ])
         .env("SEMICLASS_TEST_SCENARIO", scenario)
         .env("SEMICLASS_TEST_PORT", port.to_string())
+        .env("SEMICLASS_TEST_RANK", rank.to_string())
         .spawn()
         .unwrap()
 }
@@ -78,25 +84,28 @@ fn collectives(pg: &ProcessGroup) {
 }
 
 #[test]
-#[ignore = "rank 1 of the two-process tests; they run it"]
+#[ignore = "the other rank of the two-process tests; they run it"]
 fn rank_worker() {
     let scenario = std::env::var("SEMICLASS_TEST_SCENARIO").expect("run by two_ranks tests");
     let port: u16 = std::env::var("SEMICLASS_TEST_PORT")
         .unwrap()
         .parse()
         .unwrap();
-    let pg = ProcessGroup::new(&env(1, 2, port), TIMEOUT).unwrap();
+    let rank: usize = std::env::var("SEMICLASS_TEST_RANK")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pg = ProcessGroup::new(&env(rank, 2, port), TIMEOUT).unwrap();
     match scenario.as_str() {
         "collectives" => collectives(&pg),
         // Dies without a word, as a killed rank would.
-        "die" => unsafe { libc_exit(3) },
+        "die" => unsafe { libc::_exit(3) },
+        // Stops whole (every thread), as a hung or SIGSTOPped rank would.
+        "hang" => unsafe {
+            libc::raise(libc::SIGSTOP);
+        },
         other => panic!("unknown scenario {other}"),
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "_exit"]
-    fn libc_exit(code: i32) -> !;
 }
 
 #[test]
@@ -123,7 +132,47 @@ fn a_dead_rank_is_an_error_within_the_timeout() {
         start.elapsed()
     );
     println!("{err}");
-    assert!(err.starts_with("rank 0: all_reduce failed"), "{err}");
+    assert!(
+        err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hung_rank_is_named_after_the_timeout() {
+    let port = free_port();
+    let mut child = spawn_rank1("hang", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(3)).unwrap();
+    let start = Instant::now();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
+    let took = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("{err} (after {took:?})");
+    // The 3 s timeout, then 2 s of watching the heartbeats.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dead_rank_0_is_named_as_the_store_host() {
+    let port = free_port();
+    let mut child = spawn_rank(0, "die", port);
+    let pg = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(5)).unwrap();
+    let _ = child.wait();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
+    println!("{err}");
+    assert!(
+        err.starts_with(
+            "rank 1: all_reduce failed: rank 0, which hosts the rendezvous store, is gone or unreachable ("
+        ),
+        "{err}"
+    );
 }
 
 #[test]

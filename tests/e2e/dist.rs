@@ -181,6 +181,8 @@ fn a_killed_rank_stops_the_run_with_its_rank_named() {
         stderr.contains("rank 1 of the --nproc run was killed by signal 9"),
         "{stderr}"
     );
+    // Rank 0's own error names the rank too (from the ranks' heartbeats).
+    assert!(stderr.contains("rank 1 stopped responding"), "{stderr}");
 }
 
 /// The processes `pid` started, in the order started.
