@@ -40,7 +40,7 @@ pub fn join(env: &DistEnv, cfg: &TrainConfig, device: tch::Device) -> anyhow::Re
     check_backend(&cfg.run.dist_backend, device)?;
     let timeout = Duration::from_secs(cfg.run.dist_timeout.max(1));
     let group = ProcessGroup::new(env, timeout)?;
-    Ok(Dist { group })
+    Ok(Dist::new(group))
 }
 
 /// Gloo on CPU. NCCL would be the CUDA backend, but the wheel this tool
@@ -258,8 +258,14 @@ fn rank_failure(rank: &Rank, status: ExitStatus) -> anyhow::Error {
     } else {
         format!("; its last words:\n{tail}")
     };
+    // Rank 0's own error, printed above, says more (it may name another rank).
+    let above = if rank.rank == 0 {
+        " (its error is above)"
+    } else {
+        ""
+    };
     anyhow::anyhow!(
-        "rank {} of the --nproc run {how}; the other ranks were stopped{tail}",
+        "rank {} of the --nproc run {how}{above}; the other ranks were stopped{tail}",
         rank.rank
     )
 }

@@ -157,13 +157,29 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         },
         dist,
     };
+    let started = std::time::Instant::now();
     let outcome = match args.mode {
         Mode::Large => large(&session, &run, resume).map(|o| vec![("large", o)]),
         Mode::Small => small(&session, &run, resume, None).map(|o| vec![("small", o)]),
         Mode::Joint => joint(&session, &run, resume),
     };
     session.terminal.clear();
+    if let Some(dist) = &session.dist {
+        report_averaging(dist, started.elapsed());
+    }
     report(args.mode, &run, &outcome?)
+}
+
+/// What data parallelism cost this rank: the share of the run spent
+/// averaging gradients (bench/ddp-scaling.sh reads this line).
+fn report_averaging(dist: &Dist, run: std::time::Duration) {
+    let averaging = dist.averaging_time();
+    println!(
+        "data-parallel: gradient all-reduce {:.1} s of {:.1} s ({:.1}%)",
+        averaging.as_secs_f64(),
+        run.as_secs_f64(),
+        100.0 * averaging.as_secs_f64() / run.as_secs_f64().max(1e-9)
+    );
 }
 
 fn large(s: &Session, run: &RunDir, resume: Option<PathBuf>) -> anyhow::Result<ModelOutcome> {

@@ -10,6 +10,9 @@
 //! mode normalises by the rank's own slice (PyTorch DDP's default too), so
 //! models with BatchNorm match a one-process run only approximately.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use semiclass_distributed::{DistError, ProcessGroup};
 use tch::{Kind, Tensor};
 
@@ -21,6 +24,9 @@ use crate::nn::Network;
 /// This process's place in a data-parallel run.
 pub struct Dist {
     pub group: ProcessGroup,
+    /// Nanoseconds spent averaging gradients (the all-reduce and its
+    /// copies), for the run's report of what communication costs.
+    averaging_ns: AtomicU64,
 }
 
 impl From<DistError> for TrainError {
@@ -30,6 +36,18 @@ impl From<DistError> for TrainError {
 }
 
 impl Dist {
+    pub fn new(group: ProcessGroup) -> Dist {
+        Dist {
+            group,
+            averaging_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Time spent averaging gradients so far.
+    pub fn averaging_time(&self) -> Duration {
+        Duration::from_nanos(self.averaging_ns.load(Ordering::Relaxed))
+    }
+
     pub fn rank(&self) -> usize {
         self.group.rank()
     }
@@ -80,7 +98,10 @@ impl Dist {
             })
             .collect();
         tensors.push(Tensor::from_slice(&values.map(|v| v as f32)));
+        let start = Instant::now();
         self.group.all_reduce_mean(&mut tensors)?;
+        let spent = start.elapsed().as_nanos() as u64;
+        self.averaging_ns.fetch_add(spent, Ordering::Relaxed);
         let mean: Vec<f32> = Vec::try_from(tensors.last().expect("values pushed"))
             .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
         Ok([0, 1, 2, 3].map(|i| f64::from(mean[i])))
