@@ -71,11 +71,16 @@ impl Dist {
 
     /// Rank 0's weights and buffers everywhere (DDP's broadcast at start).
     pub fn broadcast_network(&self, net: &Network) -> Result<(), TrainError> {
-        let mut tensors: Vec<Tensor> = net
-            .named_tensors()
-            .into_iter()
-            .map(|(_, t)| t.shallow_clone())
-            .collect();
+        self.broadcast_tensors(net.named_tensors().into_iter().map(|(_, t)| t))
+    }
+
+    /// Rank 0's values in these tensors everywhere, in place.
+    pub fn broadcast_tensors<'t>(
+        &self,
+        tensors: impl IntoIterator<Item = &'t Tensor>,
+    ) -> Result<(), TrainError> {
+        // Shallow clones share storage: writing them writes the originals.
+        let mut tensors: Vec<Tensor> = tensors.into_iter().map(Tensor::shallow_clone).collect();
         Ok(self.group.broadcast(&mut tensors, 0)?)
     }
 

@@ -416,6 +416,15 @@ impl<'a, 'n> Runner<'a, 'n> {
         let result = match self.ctx.dist {
             None => evaluate_current(self.ctx, self.net, self.ema.as_mut())?,
             Some(dist) => {
+                // BatchNorm's running statistics (and the EMA of them) are
+                // per rank: every rank takes rank 0's before saving, so
+                // what a later stage reads from its own files (the best
+                // checkpoint, a self-training or distillation teacher) is
+                // the same on all ranks.
+                dist.broadcast_network(self.net)?;
+                if let Some(ema) = &self.ema {
+                    dist.broadcast_tensors(ema.tensors().into_iter().map(|(_, t)| t))?;
+                }
                 let own = (dist.rank() == 0)
                     .then(|| evaluate_current(self.ctx, self.net, self.ema.as_mut()))
                     .transpose()?;
