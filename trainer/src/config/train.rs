@@ -82,7 +82,10 @@ pub struct RunConfig {
     /// build), `gloo` or `nccl`.
     pub dist_backend: String,
     /// Data-parallel runs: seconds the rendezvous and each collective may
-    /// wait for the other ranks before the run stops with an error.
+    /// wait for the other ranks before the run stops with an error. Rank 0
+    /// evaluates alone while the others wait in a collective, so this must
+    /// exceed an evaluation: torch.distributed's default, 30 minutes. A
+    /// rank that dies is noticed at once (its connections close).
     pub dist_timeout: u64,
 }
 
@@ -95,7 +98,7 @@ impl Default for RunConfig {
             device: "auto".into(),
             threads: 0,
             dist_backend: "auto".into(),
-            dist_timeout: 300,
+            dist_timeout: 1800,
         }
     }
 }
