@@ -18,7 +18,10 @@ use tch::{Kind, Tensor};
 
 use super::TrainError;
 use super::evaluate::EvalResult;
+use semiclass_manifest::checkpoint::Role;
+
 use crate::data::loader::{PartRequest, Request};
+use crate::ema::Ema;
 use crate::nn::Network;
 
 /// This process's place in a data-parallel run.
@@ -54,6 +57,41 @@ impl Dist {
 
     pub fn world_size(&self) -> usize {
         self.group.world_size()
+    }
+
+    /// This rank's slices of a stage's global requests.
+    pub fn shard_all(
+        &self,
+        requests: Vec<Request>,
+        role: Role,
+    ) -> Result<Vec<Request>, TrainError> {
+        let section = match role {
+            Role::Large => "large",
+            Role::Small => "small",
+        };
+        requests
+            .into_iter()
+            .map(|r| self.shard(r, section))
+            .collect()
+    }
+
+    /// Rank 0's evaluation (`evaluate` runs there only), shared with every
+    /// rank. BatchNorm's running statistics (and the EMA of them) are per
+    /// rank, so every rank first takes rank 0's: what a later stage reads
+    /// from its own files (the best checkpoint, a self-training or
+    /// distillation teacher) is then the same on all ranks.
+    pub fn evaluate_on_rank0(
+        &self,
+        net: &mut Network,
+        ema: Option<&mut Ema>,
+        evaluate: impl FnOnce(&mut Network, Option<&mut Ema>) -> Result<EvalResult, TrainError>,
+    ) -> Result<EvalResult, TrainError> {
+        self.broadcast_network(net)?;
+        if let Some(ema) = &ema {
+            self.broadcast_tensors(ema.tensors().into_iter().map(|(_, t)| t))?;
+        }
+        let own = (self.rank() == 0).then(|| evaluate(net, ema)).transpose()?;
+        self.share_eval(own)
     }
 
     /// This rank's contiguous slice of every part of a global request.

@@ -246,7 +246,10 @@ pub fn run_stage(
     if let Some((tensors, info)) = resume {
         runner.restore(tensors, &info)?;
     }
-    let requests = rank_requests(ctx, plan.requests(runner.progress.step, runner.total))?;
+    let mut requests = plan.requests(runner.progress.step, runner.total);
+    if let Some(dist) = ctx.dist {
+        requests = dist.shard_all(requests, ctx.role)?;
+    }
     let mut loader = Loader::start(
         ctx.data.store.clone(),
         ctx.data.transform.clone(),
@@ -413,23 +416,12 @@ impl<'a, 'n> Runner<'a, 'n> {
     /// Val accuracy of the deployable weights, then `last` (and `best`
     /// when improved) checkpoints and the resume state.
     fn evaluate_and_save(&mut self) -> Result<(EvalResult, bool), TrainError> {
-        let result = match self.ctx.dist {
-            None => evaluate_current(self.ctx, self.net, self.ema.as_mut())?,
-            Some(dist) => {
-                // BatchNorm's running statistics (and the EMA of them) are
-                // per rank: every rank takes rank 0's before saving, so
-                // what a later stage reads from its own files (the best
-                // checkpoint, a self-training or distillation teacher) is
-                // the same on all ranks.
-                dist.broadcast_network(self.net)?;
-                if let Some(ema) = &self.ema {
-                    dist.broadcast_tensors(ema.tensors().into_iter().map(|(_, t)| t))?;
-                }
-                let own = (dist.rank() == 0)
-                    .then(|| evaluate_current(self.ctx, self.net, self.ema.as_mut()))
-                    .transpose()?;
-                dist.share_eval(own)?
-            }
+        let ctx = self.ctx;
+        let result = match ctx.dist {
+            None => evaluate_current(ctx, self.net, self.ema.as_mut())?,
+            Some(dist) => dist.evaluate_on_rank0(self.net, self.ema.as_mut(), |net, ema| {
+                evaluate_current(ctx, net, ema)
+            })?,
         };
         // The step's own loss was finite, but the update that followed it
         // can still blow the weights up: never save such a checkpoint over
@@ -579,24 +571,6 @@ fn step_plan(ctx: &StageContext, stage: &Stage) -> StepPlan {
         seed: ctx.seed,
         stage: stage.id,
     }
-}
-
-/// The requests of this rank: the global ones, or its shards of them.
-fn rank_requests(
-    ctx: &StageContext,
-    requests: Vec<crate::data::loader::Request>,
-) -> Result<Vec<crate::data::loader::Request>, TrainError> {
-    let Some(dist) = ctx.dist else {
-        return Ok(requests);
-    };
-    let section = match ctx.role {
-        Role::Large => "large",
-        Role::Small => "small",
-    };
-    requests
-        .into_iter()
-        .map(|r| dist.shard(r, section))
-        .collect()
 }
 
 fn plan_seed(seed: u64, stage: u64, step: u64) -> i64 {
