@@ -3,6 +3,7 @@
 mod check;
 mod common;
 mod demo_data;
+mod dist;
 mod distill;
 mod export;
 mod models;

@@ -8,6 +8,7 @@ mod export_int8;
 mod marks;
 mod models;
 mod progress;
+mod ranks;
 mod runs;
 mod table;
 mod train;

@@ -19,6 +19,13 @@ impl Terminal {
         }
     }
 
+    /// Draws nothing (a data-parallel rank other than 0).
+    pub fn hidden() -> Self {
+        Terminal {
+            bar: ProgressBar::hidden(),
+        }
+    }
+
     /// Switches the bar to counting decoded images.
     pub fn decoding(&self, total: usize) {
         self.restyle("decoding {bar:40} {pos}/{len} images ({per_sec})", total);

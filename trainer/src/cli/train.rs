@@ -20,6 +20,8 @@ use semiclass_trainer::registry_hooks;
 use tch::Device;
 
 use super::progress::Terminal;
+use super::ranks;
+use semiclass_trainer::engine::dist::Dist;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -43,6 +45,10 @@ pub struct TrainArgs {
     /// that checkpoint from its latest state.
     #[arg(long, value_name = "STATE|@nick")]
     resume: Option<String>,
+    /// Train data-parallel in N local processes (ranks 0..N-1 on 127.0.0.1,
+    /// as `torchrun --nproc-per-node N` would start them).
+    #[arg(long, value_name = "N")]
+    nproc: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,16 +86,45 @@ struct Session {
     device: Device,
     stop: Arc<AtomicBool>,
     terminal: Terminal,
+    /// The process group of a data-parallel run.
+    dist: Option<Dist>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let env = ranks::environment()?;
+    if let Some(n) = args.nproc.filter(|&n| n > 1) {
+        if let Some(env) = &env {
+            anyhow::bail!(
+                "--nproc {n}: this process is already rank {} of {} (RANK is set, by torchrun or srun); give --nproc or use a launcher, not both",
+                env.rank,
+                env.world_size
+            );
+        }
+        return ranks::launch_local(n);
+    }
     semiclass_trainer::alloc::tune_for_training();
+    let secondary = ranks::is_secondary(env.as_ref());
+    let scratch = match &env {
+        Some(e) if secondary => Some(ranks::Scratch::create(e.rank)?),
+        _ => None,
+    };
+    if secondary {
+        ranks::silence_stdout();
+    }
     let resume = args.resume.as_deref().map(resume_state).transpose()?;
-    let (cfg, run, dataset) = prepare(&args, resume.as_deref())?;
+    let (cfg, run, dataset) = prepare(&args, resume.as_deref(), scratch.as_ref())?;
+    let resume = match (&scratch, resume) {
+        (Some(_), Some(state)) => Some(in_copy(&state, args.mode, &run)?),
+        (_, state) => state,
+    };
     if cfg.run.threads > 0 {
         tch::set_num_threads(cfg.run.threads as i32);
     }
     let device = select_device(&cfg.run.device)?;
+    let dist = env
+        .as_ref()
+        .map(|e| ranks::join(e, &cfg, device))
+        .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the checkpoint is written ends the process.
@@ -97,6 +132,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     println!("run: {}", run.path.display());
+    if let (Some(d), Some(e)) = (&dist, &env) {
+        println!(
+            "data-parallel: {} ranks, Gloo, rendezvous at {}:{}",
+            d.world_size(),
+            e.master_addr,
+            e.master_port
+        );
+    }
     println!(
         "threads: {} (OpenMP: {})",
         tch::get_num_threads(),
@@ -107,15 +150,36 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         dataset,
         device,
         stop,
-        terminal: Terminal::new(),
+        terminal: if secondary {
+            Terminal::hidden()
+        } else {
+            Terminal::new()
+        },
+        dist,
     };
+    let started = std::time::Instant::now();
     let outcome = match args.mode {
         Mode::Large => large(&session, &run, resume).map(|o| vec![("large", o)]),
         Mode::Small => small(&session, &run, resume, None).map(|o| vec![("small", o)]),
         Mode::Joint => joint(&session, &run, resume),
     };
     session.terminal.clear();
+    if let Some(dist) = &session.dist {
+        report_averaging(dist, started.elapsed());
+    }
     report(args.mode, &run, &outcome?)
+}
+
+/// What data parallelism cost this rank: the share of the run spent
+/// averaging gradients (bench/ddp-scaling.sh reads this line).
+fn report_averaging(dist: &Dist, run: std::time::Duration) {
+    let averaging = dist.averaging_time();
+    println!(
+        "data-parallel: gradient all-reduce {:.1} s of {:.1} s ({:.1}%)",
+        averaging.as_secs_f64(),
+        run.as_secs_f64(),
+        100.0 * averaging.as_secs_f64() / run.as_secs_f64().max(1e-9)
+    );
 }
 
 fn large(s: &Session, run: &RunDir, resume: Option<PathBuf>) -> anyhow::Result<ModelOutcome> {
@@ -160,8 +224,12 @@ fn train_recorded(
         resume,
         on_image: &|| s.terminal.image_decoded(),
         on_teacher: &|done, total| s.terminal.teacher(done, total),
+        dist: s.dist.as_ref(),
     };
-    registry_hooks::start_run(&run.path, mode, &to_yaml(&s.cfg));
+    // The registry is rank 0's: without a started run, nothing is recorded.
+    if s.dist.as_ref().is_none_or(|d| d.rank() == 0) {
+        registry_hooks::start_run(&run.path, mode, &to_yaml(&s.cfg));
+    }
     let outcome = train(&job, &mut s.terminal.clone());
     registry_hooks::end_run(&outcome, |o| o.interrupted);
     Ok(outcome?)
@@ -256,16 +324,27 @@ fn warn_below_baseline(model: &str, outcome: &ModelOutcome) {
 }
 
 /// The resolved configuration and a fresh (or, resuming, the existing)
-/// run directory holding it.
+/// run directory holding it; a rank other than 0 gets its `scratch`
+/// folder instead.
 fn prepare(
     args: &TrainArgs,
     resume: Option<&Path>,
+    scratch: Option<&ranks::Scratch>,
 ) -> anyhow::Result<(TrainConfig, RunDir, Dataset)> {
     if let Some(state) = resume {
         let run_path = run_of_state(state, args.mode)?;
-        let cfg: TrainConfig = resolve(Some(&run_path.join("config.yaml")), &[])?;
+        let mut cfg: TrainConfig = resolve(Some(&run_path.join("config.yaml")), &[])?;
         let dataset = open_dataset(&cfg)?;
-        return Ok((cfg, RunDir::open(&run_path), dataset));
+        let run = match scratch {
+            // A copy of rank 0's run: the finished stages' checkpoints and
+            // the metrics a resume reads, and a place to write that is not rank 0's.
+            Some(s) => {
+                cfg.run.dir = s.0.clone();
+                RunDir::open(&s.copy_of(&run_path)?)
+            }
+            None => RunDir::open(&run_path),
+        };
+        return Ok((cfg, run, dataset));
     }
     let mut overrides = args.overrides.clone();
     if let Some(dir) = &args.data {
@@ -286,6 +365,10 @@ fn prepare(
         .name
         .clone()
         .unwrap_or_else(|| default_run_name(args.mode));
+    if let Some(scratch) = scratch {
+        // Everything under run.dir, the shared soft-label cache included.
+        cfg.run.dir = scratch.0.clone();
+    }
     let run = if args.mode == Mode::Joint {
         RunDir::create_group(&cfg.run.dir, &name)?
     } else {
@@ -335,6 +418,16 @@ fn resume_state(arg: &str) -> anyhow::Result<PathBuf> {
             checkpoint.display()
         )
     })
+}
+
+/// A rank other than 0 resumes from its copy of the run (`Scratch::copy_of`):
+/// the same state file, inside the copy.
+fn in_copy(state: &Path, mode: Mode, copy: &RunDir) -> anyhow::Result<PathBuf> {
+    let run = run_of_state(state, mode)?;
+    let inside = state
+        .strip_prefix(&run)
+        .with_context(|| format!("{} is not inside {}", state.display(), run.display()))?;
+    Ok(copy.path.join(inside))
 }
 
 /// `RUN/checkpoints/x.state.safetensors` -> `RUN`; for joint runs the

@@ -78,6 +78,15 @@ pub struct RunConfig {
     pub device: String,
     /// Compute threads on CPU (0: libtorch's default).
     pub threads: usize,
+    /// Data-parallel runs: `auto` (Gloo on CPU; NCCL on CUDA, not in this
+    /// build), `gloo` or `nccl`.
+    pub dist_backend: String,
+    /// Data-parallel runs: seconds the rendezvous and each collective may
+    /// wait for the other ranks before the run stops with an error. Rank 0
+    /// evaluates alone while the others wait in a collective, so this must
+    /// exceed an evaluation: torch.distributed's default, 30 minutes. A
+    /// rank that dies is noticed at once (its connections close).
+    pub dist_timeout: u64,
 }
 
 impl Default for RunConfig {
@@ -88,6 +97,8 @@ impl Default for RunConfig {
             seed: 0,
             device: "auto".into(),
             threads: 0,
+            dist_backend: "auto".into(),
+            dist_timeout: 1800,
         }
     }
 }

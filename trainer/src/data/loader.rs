@@ -38,6 +38,11 @@ pub enum View {
 pub struct PartRequest {
     pub items: Vec<(usize, i64)>,
     pub view: View,
+    /// Position of `items[0]` in the whole part: a data-parallel rank
+    /// prepares a slice of the global batch, and each image's augmentation
+    /// is seeded by its global position so the slice is exactly what the
+    /// single-process run would have made of those images.
+    pub first: usize,
 }
 
 /// Everything one training or evaluation step needs.
@@ -224,8 +229,9 @@ fn prepare_part(
             continue;
         }
         let image = store.get(index)?;
+        let position = (part.first + k) as u64;
         let mut rng = ChaCha8Rng::seed_from_u64(
-            seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            seed.wrapping_add(position.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         );
         x.extend(to_data(
             &augment::weak(&image, t.input_size, t.flip, &mut rng),
@@ -299,10 +305,12 @@ mod tests {
                     PartRequest {
                         items: vec![(i % 5, 1), ((i + 1) % 5, 0)],
                         view: View::Weak,
+                        first: 0,
                     },
                     PartRequest {
                         items: vec![((i + 2) % 5, -1)],
                         view: View::WeakStrong,
+                        first: 0,
                     },
                 ],
                 seed: i as u64,

@@ -81,6 +81,7 @@ fn run(net: &Network, input: &EvalInput, details: Option<usize>) -> Result<EvalR
             parts: vec![PartRequest {
                 items: chunk.to_vec(),
                 view: View::Eval,
+                first: 0,
             }],
             seed: 0,
         })

@@ -95,6 +95,7 @@ pub fn train_large(
         workers: job.cfg.data.workers,
         prefetch: job.cfg.data.prefetch,
         stop: job.stop,
+        dist: job.dist,
         teacher: None,
         baseline: Some(&baseline),
     };

@@ -1,5 +1,6 @@
 //! The training engine: stages, steps, evaluation, checkpoints.
 
+pub mod dist;
 pub mod evaluate;
 pub mod large;
 pub mod oom;
@@ -49,6 +50,9 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Resume(String),
+    /// A data-parallel run could not go on (a rank failed, a collective timed out).
+    #[error("{0}")]
+    Distributed(String),
     #[error("{0}")]
     Teacher(String),
     #[error(

@@ -54,6 +54,7 @@ impl StepPlan {
         let mut parts = vec![PartRequest {
             items: labeled,
             view: View::Weak,
+            first: 0,
         }];
         if self.mu > 0 && !self.unlabeled.is_empty() {
             let count = self.mu * self.batch_size;
@@ -68,6 +69,7 @@ impl StepPlan {
             parts.push(PartRequest {
                 items,
                 view: View::WeakStrong,
+                first: 0,
             });
         }
         Request {

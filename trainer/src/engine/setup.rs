@@ -58,6 +58,8 @@ pub struct ModelRun<'a> {
     pub on_image: &'a (dyn Fn() + Sync),
     /// Progress of teacher predictions: (done, total).
     pub on_teacher: &'a dyn Fn(usize, usize),
+    /// The process group of a data-parallel run; `None` for one process.
+    pub dist: Option<&'a super::dist::Dist>,
 }
 
 /// The network a checkpoint describes (model, classes, input size from its

@@ -58,6 +58,7 @@ pub fn train_small(
         workers: job.cfg.data.workers,
         prefetch: job.cfg.data.prefetch,
         stop: job.stop,
+        dist: job.dist,
         teacher: Some(teacher.reference()),
         baseline: Some(&baseline),
     };

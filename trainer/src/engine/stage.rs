@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::TrainError;
+use super::dist::Dist;
 use super::evaluate::{EvalInput, EvalResult, evaluate};
 use super::oom::{OomContext, catch_oom};
 use super::plan::StepPlan;
@@ -41,6 +42,8 @@ pub struct StageContext<'a> {
     pub teacher: Option<TeacherRef>,
     /// The run's reference accuracy, reported beside the model's.
     pub baseline: Option<&'a Baseline>,
+    /// The process group of a data-parallel run; `None` for one process.
+    pub dist: Option<&'a Dist>,
 }
 
 /// One stage to run.
@@ -235,11 +238,18 @@ pub fn run_stage(
     observer: &mut dyn StageObserver,
 ) -> Result<StageOutcome, TrainError> {
     let plan = step_plan(ctx, &stage);
+    if let Some(dist) = ctx.dist {
+        // Before the EMA copies the weights: every rank starts from rank 0's.
+        dist.broadcast_network(net)?;
+    }
     let mut runner = Runner::new(ctx, stage, net, plan.steps_per_epoch());
     if let Some((tensors, info)) = resume {
         runner.restore(tensors, &info)?;
     }
-    let requests = plan.requests(runner.progress.step, runner.total);
+    let mut requests = plan.requests(runner.progress.step, runner.total);
+    if let Some(dist) = ctx.dist {
+        requests = dist.shard_all(requests, ctx.role)?;
+    }
     let mut loader = Loader::start(
         ctx.data.store.clone(),
         ctx.data.transform.clone(),
@@ -323,7 +333,10 @@ impl<'a, 'n> Runner<'a, 'n> {
     /// One optimisation step; fails on a non-finite loss.
     fn step(&mut self, parts: &[crate::data::loader::PartBatch]) -> Result<StepRecord, TrainError> {
         let step = self.progress.step;
-        self.progress.images_since_log += parts.iter().map(|p| p.labels.len()).sum::<usize>();
+        // Every rank takes an equal share: the global rate is the world's.
+        let world = self.ctx.dist.map_or(1, Dist::world_size);
+        self.progress.images_since_log +=
+            world * parts.iter().map(|p| p.labels.len()).sum::<usize>();
         // Dropout and drop-path masks: a pure function of the step, for exact resume.
         tch::manual_seed(plan_seed(self.ctx.seed, self.stage.id, step));
         zero_grad(&trainable(self.net));
@@ -337,12 +350,21 @@ impl<'a, 'n> Runner<'a, 'n> {
             parts,
             input_size,
         );
-        let total_loss = losses.total.double_value(&[]);
+        let params = trainable(self.net);
+        let local = [
+            losses.total.double_value(&[]),
+            losses.sup_loss,
+            losses.unsup_loss,
+            losses.mask_ratio,
+        ];
+        let [total_loss, sup_loss, unsup_loss, mask_ratio] = match self.ctx.dist {
+            Some(dist) => dist.average_gradients(&params, local)?,
+            None => local,
+        };
         if !total_loss.is_finite() {
             return Err(self.non_finite(total_loss));
         }
         let lr = self.schedule.lr_at(step);
-        let params = trainable(self.net);
         if let Some(max_norm) = self.ctx.cfg.grad_clip {
             clip_grad_norm(&params, max_norm);
         }
@@ -357,9 +379,9 @@ impl<'a, 'n> Runner<'a, 'n> {
             step: self.progress.step,
             total_steps: self.total,
             lr,
-            sup_loss: losses.sup_loss,
-            unsup_loss: losses.unsup_loss,
-            mask_ratio: losses.mask_ratio,
+            sup_loss,
+            unsup_loss,
+            mask_ratio,
             images_per_s: 0.0,
             data_wait: 0.0,
         })
@@ -394,7 +416,13 @@ impl<'a, 'n> Runner<'a, 'n> {
     /// Val accuracy of the deployable weights, then `last` (and `best`
     /// when improved) checkpoints and the resume state.
     fn evaluate_and_save(&mut self) -> Result<(EvalResult, bool), TrainError> {
-        let result = evaluate_current(self.ctx, self.net, self.ema.as_mut())?;
+        let ctx = self.ctx;
+        let result = match ctx.dist {
+            None => evaluate_current(ctx, self.net, self.ema.as_mut())?,
+            Some(dist) => dist.evaluate_on_rank0(self.net, self.ema.as_mut(), |net, ema| {
+                evaluate_current(ctx, net, ema)
+            })?,
+        };
         // The step's own loss was finite, but the update that followed it
         // can still blow the weights up: never save such a checkpoint over
         // the last good one.

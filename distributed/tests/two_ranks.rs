@@ -1,0 +1,210 @@
+//! Two real processes on loopback: this test binary is rank 0, and runs
+//! itself again (the ignored `rank_worker` test) as rank 1.
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use semiclass_distributed::{DistEnv, ProcessGroup};
+use tch::Tensor;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn env(rank: usize, world: usize, port: u16) -> DistEnv {
+    DistEnv {
+        rank,
+        world_size: world,
+        local_rank: rank,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        agent_store: false,
+    }
+}
+
+/// Rank 1 running `scenario` in a child process.
+fn spawn_rank1(scenario: &str, port: u16) -> Child {
+    spawn_rank(1, scenario, port)
+}
+
+/// Rank `rank` of 2 running `scenario` in a child process.
+fn spawn_rank(rank: usize, scenario: &str, port: u16) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "rank_worker",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SEMICLASS_TEST_SCENARIO", scenario)
+        .env("SEMICLASS_TEST_PORT", port.to_string())
+        .env("SEMICLASS_TEST_RANK", rank.to_string())
+        .spawn()
+        .unwrap()
+}
+
+/// What each rank holds before the collectives: rank r's values are r + 1
+/// times a ramp, over tensors of several shapes.
+fn rank_tensors(rank: usize) -> Vec<Tensor> {
+    let r = rank as f64 + 1.0;
+    vec![
+        (Tensor::arange(6, (tch::Kind::Float, tch::Device::Cpu)) * r).reshape([2, 3]),
+        Tensor::from_slice(&[r as f32]),
+        Tensor::from_slice(&[10 * (rank as i64 + 1)]),
+    ]
+}
+
+fn collectives(pg: &ProcessGroup) {
+    let mut ts = rank_tensors(pg.rank());
+    pg.all_reduce_mean(&mut ts[..2]).unwrap();
+    // mean of 1x and 2x the ramp is 1.5x; of [1] and [2] is 1.5.
+    let ramp: Vec<f32> = Vec::try_from(ts[0].reshape([-1])).unwrap();
+    assert_eq!(ramp, [0.0, 1.5, 3.0, 4.5, 6.0, 7.5]);
+    assert_eq!(Vec::<f32>::try_from(&ts[1]).unwrap(), [1.5]);
+    // Integers add up exactly (10 + 20); their mean is refused, before any collective.
+    pg.all_reduce_sum(&mut ts[2]).unwrap();
+    assert_eq!(Vec::<i64>::try_from(&ts[2]).unwrap(), [30]);
+    let err = pg.all_reduce_mean(&mut ts[2..]).unwrap_err().to_string();
+    assert!(err.contains("a mean of Int64 values is not one"), "{err}");
+    let mut ts = rank_tensors(pg.rank());
+    pg.broadcast(&mut ts, 1).unwrap();
+    let want = rank_tensors(1);
+    for (got, want) in ts.iter().zip(&want) {
+        assert!(got.equal(want), "rank {}: {got} != {want}", pg.rank());
+    }
+    pg.barrier().unwrap();
+}
+
+#[test]
+#[ignore = "the other rank of the two-process tests; they run it"]
+fn rank_worker() {
+    let scenario = std::env::var("SEMICLASS_TEST_SCENARIO").expect("run by two_ranks tests");
+    let port: u16 = std::env::var("SEMICLASS_TEST_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rank: usize = std::env::var("SEMICLASS_TEST_RANK")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pg = ProcessGroup::new(&env(rank, 2, port), TIMEOUT).unwrap();
+    match scenario.as_str() {
+        "collectives" => collectives(&pg),
+        // Dies without a word, as a killed rank would.
+        "die" => unsafe { libc::_exit(3) },
+        // Stops whole (every thread), as a hung or SIGSTOPped rank would.
+        "hang" => unsafe {
+            libc::raise(libc::SIGSTOP);
+        },
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+#[test]
+fn all_reduce_and_broadcast_across_two_processes() {
+    let port = free_port();
+    let mut child = spawn_rank1("collectives", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), TIMEOUT).unwrap();
+    collectives(&pg);
+    assert!(child.wait().unwrap().success(), "rank 1 failed");
+}
+
+#[test]
+fn a_dead_rank_is_an_error_within_the_timeout() {
+    let port = free_port();
+    let mut child = spawn_rank1("die", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(5)).unwrap();
+    let _ = child.wait();
+    let start = Instant::now();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    println!("{err}");
+    assert!(
+        err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hung_rank_is_named_after_the_timeout() {
+    let port = free_port();
+    let mut child = spawn_rank1("hang", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(3)).unwrap();
+    let start = Instant::now();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
+    let took = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("{err} (after {took:?})");
+    // The 3 s timeout, then 2 s of watching the heartbeats.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dead_rank_0_is_named_as_the_store_host() {
+    let port = free_port();
+    let mut child = spawn_rank(0, "die", port);
+    let pg = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(5)).unwrap();
+    let _ = child.wait();
+    let mut t = Tensor::from_slice(&[1.0f32]);
+    let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
+    println!("{err}");
+    assert!(
+        err.starts_with(
+            "rank 1: all_reduce failed: rank 0, which hosts the rendezvous store, is gone or unreachable ("
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let err = ProcessGroup::new(&env(0, 1, port), Duration::from_secs(5))
+        .err()
+        .expect("the port is taken")
+        .to_string();
+    println!("{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn an_unreachable_master_fails_within_the_timeout() {
+    let port = free_port();
+    let start = Instant::now();
+    let err = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(2))
+        .err()
+        .expect("nobody listens there")
+        .to_string();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    println!("{err}");
+    assert!(
+        err.starts_with(&format!(
+            "rank 1 of 2: rendezvous at 127.0.0.1:{port} failed"
+        )),
+        "{err}"
+    );
+}
