@@ -96,6 +96,13 @@ fn rank_worker() {
         .parse()
         .unwrap();
     let pg = ProcessGroup::new(&env(rank, 2, port), TIMEOUT).unwrap();
+    if scenario != "collectives" {
+        // Fail only once the other rank is set up: it enters the barrier
+        // after its rendezvous, which a rank dying earlier would cut short
+        // (rank 1's last store reads then meet a reset connection: not the
+        // failure these tests are about).
+        pg.barrier().unwrap();
+    }
     match scenario.as_str() {
         "collectives" => collectives(&pg),
         // Dies without a word, as a killed rank would.
@@ -122,6 +129,7 @@ fn a_dead_rank_is_an_error_within_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("die", port);
     let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(5)).unwrap();
+    pg.barrier().unwrap();
     let _ = child.wait();
     let start = Instant::now();
     let mut t = Tensor::from_slice(&[1.0f32]);
@@ -143,6 +151,7 @@ fn a_hung_rank_is_named_after_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("hang", port);
     let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(3)).unwrap();
+    pg.barrier().unwrap();
     let start = Instant::now();
     let mut t = Tensor::from_slice(&[1.0f32]);
     let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
@@ -163,6 +172,7 @@ fn a_dead_rank_0_is_named_as_the_store_host() {
     let port = free_port();
     let mut child = spawn_rank(0, "die", port);
     let pg = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(5)).unwrap();
+    pg.barrier().unwrap();
     let _ = child.wait();
     let mut t = Tensor::from_slice(&[1.0f32]);
     let err = pg.all_reduce_sum(&mut t).unwrap_err().to_string();
