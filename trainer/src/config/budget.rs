@@ -81,10 +81,20 @@ pub fn distill_steps(images: usize, batch_size: usize) -> u64 {
 /// (supervised, distillation) whose length the schedule chose stops
 /// (`patience`): the lengths above are sized for the slowest learner, and
 /// many runs stop improving well before (lcnet_050 distilled on 130
-/// labeled digits: val best at step 375 of 1,251, flat after). With 10
-/// evaluations a stage, 3 stops a stage 30% of its length after its best;
-/// the best checkpoint is kept either way.
+/// labeled digits: val best at step 250 of 1,251, flat after). With
+/// [`AUTO_EVALS`] evaluations a stage, 3 stops a stage 15% of its length
+/// after its best; the best checkpoint is kept either way.
 pub const AUTO_PATIENCE: usize = 3;
+
+/// Evaluations a stage when the schedule chose the model's first stage's
+/// length: the grid [`AUTO_PATIENCE`] counts on. At 10 a stage, patience 3
+/// trained 30% of the stage past its best (distillation on 130 labeled
+/// digits: best at step 250, stopped at 630 of 1,251). An evaluation of a
+/// small val set costs about 0.5 s, mostly the checkpoints it writes.
+pub const AUTO_EVALS: usize = 20;
+
+/// Evaluations a stage when the configuration set the lengths.
+pub const DEFAULT_EVALS: usize = 10;
 
 /// What `fill_stage_lengths` chose, one line per model, for the run's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,14 +194,18 @@ fn length_unset(steps: Option<u64>, epochs: Option<usize>) -> bool {
     steps.is_none() && epochs.is_none()
 }
 
-/// Sets an unset `patience` (it applies to the model's first `stage`):
-/// [`AUTO_PATIENCE`] when the schedule chose that stage's length
-/// (`sized`), else 0 (a length the user set runs to its end). Returns the
-/// schedule line's words for it.
+/// Sets an unset `patience` (it applies to the model's first `stage`, and
+/// to the semi-supervised stage once it beats its start): [`AUTO_PATIENCE`]
+/// when the schedule chose that stage's length (`sized`), else 0 (a length
+/// the user set runs to its end); and an unset `evals_per_stage` to the
+/// grid that patience needs. Returns the schedule line's words for it.
 fn fill_patience(model: &mut ModelTrainConfig, sized: bool, stage: &str) -> String {
     let patience = *model
         .patience
         .get_or_insert(if sized { AUTO_PATIENCE } else { 0 });
+    model
+        .evals_per_stage
+        .get_or_insert(if sized { AUTO_EVALS } else { DEFAULT_EVALS });
     match patience {
         0 => String::new(),
         n => format!("; {stage} stops after {n} evaluations without a better val top-1"),
@@ -307,6 +321,9 @@ mod tests {
             Some(0),
             "steps set: no early stop"
         );
+        // Patience counts evaluations: a sized stage gets the finer grid.
+        assert_eq!(cfg.large.train.evals_per_stage, Some(AUTO_EVALS));
+        assert_eq!(cfg.small.train.evals_per_stage, Some(DEFAULT_EVALS));
         assert!(
             schedule
                 .large
@@ -323,9 +340,11 @@ mod tests {
         let mut cfg = TrainConfig::default();
         cfg.large.train.patience = Some(0);
         cfg.small.train.patience = Some(5);
+        cfg.small.train.evals_per_stage = Some(4);
         fill_stage_lengths(&mut cfg, size);
         assert_eq!(cfg.large.train.patience, Some(0));
         assert_eq!(cfg.small.train.patience, Some(5));
+        assert_eq!(cfg.small.train.evals_per_stage, Some(4));
     }
 
     #[test]

@@ -201,15 +201,21 @@ pub struct ModelTrainConfig {
     /// Steps between log lines.
     pub log_interval: usize,
     /// Evaluations on val (each saves checkpoints) per stage, evenly
-    /// spaced; the last at the stage's end.
-    pub evals_per_stage: usize,
+    /// spaced; the last at the stage's end. Unset:
+    /// `config::budget::AUTO_EVALS` when the schedule chose the model's
+    /// first stage's length (its `patience` needs the finer grid),
+    /// `config::budget::DEFAULT_EVALS` otherwise; written into the run's
+    /// config.yaml.
+    pub evals_per_stage: Option<usize>,
     /// Epochs between evaluations instead (wins over `evals_per_stage`).
     pub eval_interval: Option<usize>,
     /// Stop the model's first stage (supervised, distillation: the ones
     /// that start from random weights) after this many evaluations without
     /// a better val accuracy (0: never; the best checkpoint is kept either
-    /// way). The stages that continue a trained model run to their end
-    /// (`Stage::to_the_end`). Unset: `config::budget::AUTO_PATIENCE` when
+    /// way). The semi-supervised stage counts them only once its val
+    /// accuracy has beaten the model it started from
+    /// (`Stage::continuing`); self-training and fine-tuning run to their
+    /// end (`Stage::to_the_end`). Unset: `config::budget::AUTO_PATIENCE` when
     /// the schedule chose a stage's length, 0 when the configuration set
     /// it; written into the run's config.yaml.
     pub patience: Option<usize>,
@@ -238,7 +244,7 @@ impl Default for ModelTrainConfig {
             drop_rate: 0.0,
             drop_path_rate: 0.0,
             log_interval: 50,
-            evals_per_stage: 10,
+            evals_per_stage: None,
             eval_interval: None,
             patience: None,
         }

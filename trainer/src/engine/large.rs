@@ -211,15 +211,16 @@ fn stages<'a>(
                 if !worth_following(results, data.classes.len(), baseline) {
                     return Ok(Built::Skip);
                 }
-                Ok(Built::Run(Box::new(
-                    Stage {
-                        mu,
-                        labeler: cfg.ssl.teacher,
-                        algorithm,
-                        ..Stage::new("ssl", 2, length, &cfg.train)
-                    }
-                    .to_the_end(),
-                )))
+                let stage = Stage {
+                    mu,
+                    labeler: cfg.ssl.teacher,
+                    algorithm,
+                    ..Stage::new("ssl", 2, length, &cfg.train)
+                };
+                Ok(Built::Run(Box::new(match best_of(results) {
+                    Some(start) => stage.continuing(start.val_top1),
+                    None => stage,
+                })))
             }),
         ));
     }
