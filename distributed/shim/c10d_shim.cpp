@@ -5,8 +5,15 @@
 // Every entry point catches every C++ exception and returns its message
 // through `err` (malloc'd, freed by sc_free_string): an exception must never
 // unwind into Rust.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -44,6 +51,55 @@ int guarded(char** err, F&& body) {
   return 1;
 }
 
+bool is_loopback(const std::string& master) {
+  return master == "localhost" || master.rfind("127.", 0) == 0 || master == "::1";
+}
+
+// A socket listening on the loopback address `master` names, for the
+// store to take over (TCPStoreOptions::masterListenFd): left to itself the
+// store listens on every interface, which would open an unauthenticated
+// key-value store (and the Gloo rendezvous) to the network for a run whose
+// ranks are all on this machine.
+int listen_on_loopback(const std::string& master, uint16_t port) {
+  bool v6 = master == "::1";
+  std::string host = master == "localhost" ? "127.0.0.1" : master;
+  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  }
+  // As c10d's own listener: a port in TIME_WAIT from a previous run is free.
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  int parsed = 0;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    parsed = ::inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    parsed = ::inet_pton(AF_INET, host.c_str(), &a->sin_addr);
+    len = sizeof(*a);
+  }
+  std::string where = host + ":" + std::to_string(port);
+  if (parsed != 1) {
+    ::close(fd);
+    throw std::runtime_error(where + ": not a loopback address");
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw std::runtime_error("cannot listen on " + where + ": " + std::strerror(e));
+  }
+  return fd;
+}
+
 // The address this rank's Gloo transport binds to. GLOO_SOCKET_IFNAME wins
 // (as in PyTorch); a loopback master means every rank is on this machine,
 // where the machine's hostname may not resolve (containers): bind loopback.
@@ -53,7 +109,7 @@ std::shared_ptr<gloo::transport::Device> make_device(const std::string& master) 
       return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
     }
   }
-  if (master == "localhost" || master.rfind("127.", 0) == 0 || master == "::1") {
+  if (is_loopback(master)) {
     return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
   }
   return c10d::ProcessGroupGloo::createDefaultDevice();
@@ -78,6 +134,10 @@ sc_pg* sc_pg_new(const char* master, uint16_t port, int rank, int world,
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = false;
     opts.timeout = timeout;
+    if (store_server && is_loopback(master)) {
+      // The store owns the socket from here on (libuv closes it).
+      opts.masterListenFd = listen_on_loopback(master, port);
+    }
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master), opts);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(make_device(master));

@@ -218,3 +218,40 @@ fn an_unreachable_master_fails_within_the_timeout() {
         "{err}"
     );
 }
+
+/// Local addresses (hex, as the kernel prints them) of the sockets
+/// listening on `port`, from /proc/net/tcp and tcp6.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((addr, hex_port)) = local.split_once(':') else {
+                continue;
+            };
+            // 0A is TCP_LISTEN.
+            if *state == "0A" && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                out.push(addr.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_loopback_master_store_listens_on_loopback_only() {
+    let port = free_port();
+    let pg = ProcessGroup::new(&env(0, 1, port), Duration::from_secs(5)).unwrap();
+    let addrs = listening_addresses(port);
+    // 127.0.0.1 in /proc/net/tcp's byte order; anything else (0.0.0.0, or
+    // :: in tcp6) would answer on every interface of the machine.
+    assert!(!addrs.is_empty(), "nothing listens on port {port}");
+    assert!(addrs.iter().all(|a| a == "0100007F"), "{addrs:?}");
+    drop(pg);
+}
