@@ -135,7 +135,7 @@ pub async fn events(
     };
     let stream = stream::unfold(follow, |mut f| async move {
         let event = f.next_event().await?;
-        Some((Ok(event), f))
+        Some((Ok::<_, std::convert::Infallible>(event), f))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -123,7 +123,7 @@ pub fn two_class_dataset() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("images")).unwrap();
-    let mut list = |kind: &str, count: usize, labeled: bool| -> String {
+    let list = |kind: &str, count: usize, labeled: bool| -> String {
         (0..count)
             .map(|i| {
                 let class = i % 2;
