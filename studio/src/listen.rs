@@ -115,6 +115,7 @@ pub async fn serve(
 
 /// The binary that runs the jobs: the running `semiclass` itself.
 pub fn default_program() -> Result<PathBuf, StudioError> {
-    std::env::current_exe()
-        .map_err(|e| StudioError::Internal(format!("cannot find the running semiclass binary: {e}")))
+    std::env::current_exe().map_err(|e| {
+        StudioError::Internal(format!("cannot find the running semiclass binary: {e}"))
+    })
 }

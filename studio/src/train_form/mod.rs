@@ -27,9 +27,15 @@ pub const STUDIO_KEYS: &[&str] = &[
 
 /// What a training trains (`semiclass train --mode`).
 pub const MODES: &[(&str, &str)] = &[
-    ("joint", "joint: the large model semi-supervised, then the small one distilled from it (recommended)"),
+    (
+        "joint",
+        "joint: the large model semi-supervised, then the small one distilled from it (recommended)",
+    ),
     ("large", "large: the large model alone"),
-    ("small", "small: the small model alone, taught by a checkpoint"),
+    (
+        "small",
+        "small: the small model alone, taught by a checkpoint",
+    ),
 ];
 
 /// One parameter: its dotted key and its default as the form shows it
@@ -126,7 +132,10 @@ pub fn resolve_request(
 ) -> Result<ResolvedTraining, StudioError> {
     let mut problems = Vec::new();
     if !MODES.iter().any(|(m, _)| *m == request.mode) {
-        problems.push(format!("mode '{}': choose joint, large or small", request.mode));
+        problems.push(format!(
+            "mode '{}': choose joint, large or small",
+            request.mode
+        ));
     }
     let teacher = request.teacher.trim();
     if request.mode == "small" && teacher.is_empty() {
@@ -231,22 +240,42 @@ mod tests {
     fn the_schema_has_every_section_and_hides_the_studios_keys() {
         let groups = schema();
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        for section in ["data", "run", "large", "large.ssl", "large.selftrain", "small", "small.distill"] {
+        for section in [
+            "data",
+            "run",
+            "large",
+            "large.ssl",
+            "large.selftrain",
+            "small",
+            "small.distill",
+        ] {
             assert!(names.contains(&section), "{section} missing from {names:?}");
         }
-        let keys: Vec<&str> = groups.iter().flat_map(|g| &g.fields).map(|f| f.key.as_str()).collect();
+        let keys: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| &g.fields)
+            .map(|f| f.key.as_str())
+            .collect();
         assert!(keys.contains(&"large.ssl.p_cutoff") && keys.contains(&"small.lr"));
         for key in STUDIO_KEYS {
             assert!(!keys.contains(key), "{key} is the studio's");
         }
-        let lr = groups.iter().flat_map(|g| &g.fields).find(|f| f.key == "small.lr").unwrap();
+        let lr = groups
+            .iter()
+            .flat_map(|g| &g.fields)
+            .find(|f| f.key == "small.lr")
+            .unwrap();
         assert_eq!(lr.default, "0.05", "the small model's own default");
     }
 
     #[test]
     fn only_changed_fields_become_overrides_and_the_cli_resolves_them() {
         let ok = resolve_request(
-            &request(&[("large.lr", "0.03"), ("large.epochs", "2"), ("large.ssl.mu", "")]),
+            &request(&[
+                ("large.lr", "0.03"),
+                ("large.epochs", "2"),
+                ("large.ssl.mu", ""),
+            ]),
             Path::new("/data/x"),
         )
         .unwrap();
@@ -257,10 +286,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_clis_messages() {
-        let err = resolve_request(&request(&[("large.ssl.algorithm", "mixmatch")]), Path::new("/d"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("large.ssl.algorithm") && err.contains("fixmatch"), "{err}");
+        let err = resolve_request(
+            &request(&[("large.ssl.algorithm", "mixmatch")]),
+            Path::new("/d"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("large.ssl.algorithm") && err.contains("fixmatch"),
+            "{err}"
+        );
         let err = resolve_request(&request(&[("large.epoch", "2")]), Path::new("/d"))
             .unwrap_err()
             .to_string();
@@ -279,7 +314,9 @@ mod tests {
     fn small_mode_needs_a_teacher() {
         let mut small = request(&[]);
         small.mode = "small".into();
-        let err = resolve_request(&small, Path::new("/d")).unwrap_err().to_string();
+        let err = resolve_request(&small, Path::new("/d"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs a teacher"), "{err}");
         small.teacher = "@best".into();
         let ok = resolve_request(&small, Path::new("/d")).unwrap();

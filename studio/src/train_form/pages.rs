@@ -30,30 +30,38 @@ pub async fn new_training(
     Query(query): Query<NewQuery>,
 ) -> Result<Markup, StudioError> {
     let registry = studio.registry()?;
-    let datasets: Vec<DatasetRow> = registry.datasets()?.into_iter().filter(|d| d.check_pass).collect();
+    let datasets: Vec<DatasetRow> = registry
+        .datasets()?
+        .into_iter()
+        .filter(|d| d.check_pass)
+        .collect();
     let marks = registry.marks()?;
-    Ok(page("New training", Section::Train, html! {
-        h1 { "New training" }
-        @if datasets.is_empty() {
-            p.card { "No dataset has passed its check yet: " a href="/datasets" { "add one" } " first." }
-        } @else {
-            form.stack hx-post="/train/preview" hx-trigger="load, input delay:400ms, change" hx-target="#preview" {
-                (head_fields(&datasets, query.dataset, &marks))
-                @for group in schema() {
-                    fieldset {
-                        legend { code { (group.name) } }
-                        @for field in &group.fields { (field_input(field)) }
+    Ok(page(
+        "New training",
+        Section::Train,
+        html! {
+            h1 { "New training" }
+            @if datasets.is_empty() {
+                p.card { "No dataset has passed its check yet: " a href="/datasets" { "add one" } " first." }
+            } @else {
+                form.stack hx-post="/train/preview" hx-trigger="load, input delay:400ms, change" hx-target="#preview" {
+                    (head_fields(&datasets, query.dataset, &marks))
+                    @for group in schema() {
+                        fieldset {
+                            legend { code { (group.name) } }
+                            @for field in &group.fields { (field_input(field)) }
+                        }
+                    }
+                    div.row {
+                        button type="submit" hx-post="/train" hx-target="#preview" { "Queue the training" }
+                        span.hint { "Defaults are shown; an empty field is chosen when the run starts." }
                     }
                 }
-                div.row {
-                    button type="submit" hx-post="/train" hx-target="#preview" { "Queue the training" }
-                    span.hint { "Defaults are shown; an empty field is chosen when the run starts." }
-                }
+                h2 { "Resolved configuration" }
+                div #preview {}
             }
-            h2 { "Resolved configuration" }
-            div #preview {}
-        }
-    }))
+        },
+    ))
 }
 
 fn head_fields(datasets: &[DatasetRow], chosen: Option<i64>, marks: &[MarkRow]) -> Markup {
@@ -75,7 +83,10 @@ fn head_fields(datasets: &[DatasetRow], chosen: Option<i64>, marks: &[MarkRow]) 
 }
 
 fn field_input(field: &Field) -> Markup {
-    let placeholder = field.default.is_empty().then_some("unset: chosen when the run starts");
+    let placeholder = field
+        .default
+        .is_empty()
+        .then_some("unset: chosen when the run starts");
     html! {
         label {
             code { (field.key) }
@@ -109,9 +120,9 @@ fn parse_form(pairs: Vec<(String, String)>) -> TrainRequest {
 /// The request checked against the chosen dataset (which must have passed
 /// its check) and the CLI's configuration rules.
 fn checked(studio: &Studio, request: &TrainRequest) -> Result<ResolvedTraining, StudioError> {
-    let id = request
-        .dataset
-        .ok_or_else(|| StudioError::Invalid("choose a dataset (the Datasets page adds one)".into()))?;
+    let id = request.dataset.ok_or_else(|| {
+        StudioError::Invalid("choose a dataset (the Datasets page adds one)".into())
+    })?;
     let dataset = find(studio, id)?;
     if !dataset.check_pass {
         return Err(StudioError::Invalid(format!(
@@ -128,7 +139,11 @@ pub async fn preview(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Markup, StudioError> {
     let resolved = checked(&studio, &parse_form(pairs))?;
-    let args = resolved.overrides.iter().map(|o| format!(" -o {o}")).collect::<String>();
+    let args = resolved
+        .overrides
+        .iter()
+        .map(|o| format!(" -o {o}"))
+        .collect::<String>();
     Ok(html! {
         p.hint { "semiclass train --mode " (resolved.mode) (args) }
         pre.yaml { (resolved.yaml()) }

@@ -43,15 +43,24 @@ async fn every_route_needs_a_session_and_a_wrong_cookie_is_none() {
     for cookie in [None, Some("semiclass_studio_session=guess".to_string())] {
         t.cookie = cookie;
         for (method, path) in ROUTES {
-            let answer = t.send(request(method, path), Body::from(body.clone())).await;
+            let answer = t
+                .send(request(method, path), Body::from(body.clone()))
+                .await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
-            assert!(answer.body.contains("Log in"), "{method} {path}: {}", answer.body);
+            assert!(
+                answer.body.contains("Log in"),
+                "{method} {path}: {}",
+                answer.body
+            );
         }
     }
     // The token itself is no session cookie either.
     t.cookie = Some(format!("semiclass_studio_session={TOKEN}"));
     assert_eq!(t.get("/datasets").await.status, StatusCode::UNAUTHORIZED);
-    assert!(t.registry().datasets().unwrap().is_empty(), "nothing was added");
+    assert!(
+        t.registry().datasets().unwrap().is_empty(),
+        "nothing was added"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +69,11 @@ async fn the_token_opens_a_strict_http_only_session() {
     let wrong = t.get("/datasets?token=not-the-token").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(!wrong.headers.contains_key(header::SET_COOKIE));
-    assert!(wrong.body.contains("does not open the studio"), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("does not open the studio"),
+        "{}",
+        wrong.body
+    );
 
     let right = t.get(&format!("/jobs?token={TOKEN}")).await;
     assert_eq!(right.status, StatusCode::SEE_OTHER);
@@ -69,13 +82,18 @@ async fn the_token_opens_a_strict_http_only_session() {
     let cookie = right.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(!cookie.contains(TOKEN), "the session is not the token: {cookie}");
+    assert!(
+        !cookie.contains(TOKEN),
+        "the session is not the token: {cookie}"
+    );
 
     let logged = TestStudio::logged_in().await;
     let page = logged.get("/jobs").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Jobs"));
-    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
 }
@@ -86,11 +104,19 @@ async fn the_login_form_and_the_assets_need_no_session() {
     assert_eq!(t.get("/login").await.status, StatusCode::OK);
     let css = t.get("/assets/studio.css").await;
     assert_eq!(css.status, StatusCode::OK);
-    assert!(css.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        css.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
     let htmx = t.get("/assets/htmx-2.0.11.min.js").await;
     assert_eq!(htmx.status, StatusCode::OK);
     assert!(htmx.body.contains("htmx"));
-    assert_eq!(t.get("/assets/secrets.txt").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.get("/assets/secrets.txt").await.status,
+        StatusCode::NOT_FOUND
+    );
     // A login by form works as the URL does.
     let body = form_body(&[("token", TOKEN)]);
     let login = t.send(request("POST", "/login"), Body::from(body)).await;
@@ -109,7 +135,8 @@ async fn a_change_from_another_origin_or_none_is_refused_and_changes_nothing() {
     let answer = t.send(other, Body::from(body.clone())).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(answer.body.contains("evil.example"), "{}", answer.body);
-    let none = Request::post("/datasets").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let none = Request::post("/datasets")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     let answer = t.send(none, Body::from(body)).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert!(answer.body.contains("no Origin"), "{}", answer.body);
@@ -130,7 +157,9 @@ fn a_non_loopback_address_needs_a_configured_token() {
         configured: true,
     };
     assert!(check_listen(public, &configured).is_ok());
-    let short = studio_token(None, Some("short".into())).unwrap_err().to_string();
+    let short = studio_token(None, Some("short".into()))
+        .unwrap_err()
+        .to_string();
     assert!(short.contains("shorter than"), "{short}");
 }
 
@@ -141,7 +170,9 @@ fn a_token_file_others_can_read_is_refused() {
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = semiclass_studio::listen::studio_token(Some(&file), None).unwrap_err().to_string();
+    let err = semiclass_studio::listen::studio_token(Some(&file), None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let token = semiclass_studio::listen::studio_token(Some(&file), None).unwrap();

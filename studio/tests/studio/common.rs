@@ -52,7 +52,9 @@ impl TestStudio {
     /// The same studio, logged in.
     pub async fn logged_in() -> TestStudio {
         let mut t = TestStudio::new();
-        let answer = t.send(Request::get(format!("/?token={TOKEN}")), Body::empty()).await;
+        let answer = t
+            .send(Request::get(format!("/?token={TOKEN}")), Body::empty())
+            .await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         let cookie = answer.headers[header::SET_COOKIE].to_str().unwrap();
         t.cookie = Some(cookie.split(';').next().unwrap().to_string());
@@ -69,7 +71,12 @@ impl TestStudio {
         if let Some(cookie) = &self.cookie {
             builder = builder.header(header::COOKIE, cookie);
         }
-        let response = self.app.clone().oneshot(builder.body(body).unwrap()).await.unwrap();
+        let response = self
+            .app
+            .clone()
+            .oneshot(builder.body(body).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -99,7 +106,9 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
@@ -114,7 +123,10 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
 /// `target/<profile>/semiclass`, next to this test's own folder.
 pub fn semiclass_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("semiclass")
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("semiclass")
 }
 
 /// Dark images are class 0, bright ones class 1: learnable in a few steps
@@ -133,7 +145,11 @@ pub fn two_class_dataset() -> tempfile::TempDir {
                     Luma([level.wrapping_add(((x * 7 + y * 3 + i as u32) % 20) as u8)])
                 });
                 DynamicImage::ImageLuma8(img).save(root.join(&rel)).unwrap();
-                if labeled { format!("{rel} {class}\n") } else { format!("{rel}\n") }
+                if labeled {
+                    format!("{rel} {class}\n")
+                } else {
+                    format!("{rel}\n")
+                }
             })
             .collect()
     };
@@ -167,7 +183,9 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Adds the dataset at `root` through the page; returns its id.
 pub async fn add_dataset(t: &TestStudio, root: &Path) -> i64 {
-    let answer = t.post_form("/datasets", &[("path", root.to_str().unwrap())]).await;
+    let answer = t
+        .post_form("/datasets", &[("path", root.to_str().unwrap())])
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let target = answer.headers["hx-redirect"].to_str().unwrap();
     target.strip_prefix("/datasets/").unwrap().parse().unwrap()

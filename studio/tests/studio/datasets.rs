@@ -12,13 +12,24 @@ async fn a_dataset_is_checked_and_its_report_shown_without_writing_into_it() {
     let id = add_dataset(&t, data.path()).await;
     let page = t.get(&format!("/datasets/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
-    for text in ["passed", "dark", "bright", "train 16 labeled", "train_unlabeled 16", "val 8"] {
+    for text in [
+        "passed",
+        "dark",
+        "bright",
+        "train 16 labeled",
+        "train_unlabeled 16",
+        "val 8",
+    ] {
         assert!(page.body.contains(text), "{text} missing: {}", page.body);
     }
     let png = t.get(&format!("/datasets/{id}/histogram.png")).await;
     assert_eq!(png.status, StatusCode::OK);
     assert_eq!(png.headers["content-type"], "image/png");
-    assert_eq!(snapshot(data.path()), before, "the dataset folder was written to");
+    assert_eq!(
+        snapshot(data.path()),
+        before,
+        "the dataset folder was written to"
+    );
     let list = t.get("/datasets").await;
     assert!(list.body.contains(data.path().to_str().unwrap()));
 }
@@ -37,9 +48,18 @@ async fn every_problem_is_listed_with_its_file_and_line() {
     assert!(page.body.contains("train.txt:17: error:"), "{}", page.body);
     assert!(!t.registry().dataset(id).unwrap().unwrap().check_pass);
     // A dataset with errors cannot be trained on.
-    let answer = t.post_form("/train/preview", &[("mode", "large"), ("dataset", &id.to_string())]).await;
+    let answer = t
+        .post_form(
+            "/train/preview",
+            &[("mode", "large"), ("dataset", &id.to_string())],
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(answer.body.contains("fix them and check it again"), "{}", answer.body);
+    assert!(
+        answer.body.contains("fix them and check it again"),
+        "{}",
+        answer.body
+    );
 }
 
 #[tokio::test]

@@ -46,7 +46,10 @@ async fn queue(t: &TestStudio, extra: &[(&str, &str)]) -> (i64, tempfile::TempDi
     let answer = t.post_form("/train", &form).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let target = answer.headers["hx-redirect"].to_str().unwrap();
-    (target.strip_prefix("/jobs/").unwrap().parse().unwrap(), data)
+    (
+        target.strip_prefix("/jobs/").unwrap().parse().unwrap(),
+        data,
+    )
 }
 
 fn job(t: &TestStudio, id: i64) -> JobRow {
@@ -63,7 +66,10 @@ fn wait_for(t: &TestStudio, id: i64, what: &str, done: impl Fn(&JobRow) -> bool)
             return row;
         }
         let log = std::fs::read_to_string(&row.log_path).unwrap_or_default();
-        assert!(started.elapsed() < Duration::from_secs(300), "no {what} after 5 minutes: {row:?}\n{log}");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no {what} after 5 minutes: {row:?}\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -93,7 +99,10 @@ async fn a_queued_training_runs_as_a_child_process_and_finishes() {
     assert!(runs.iter().any(|r| r.run_dir == row.run_dir), "{runs:?}");
     let status = t.get(&format!("/jobs/{id}/status")).await;
     assert!(status.body.contains("finished"), "{}", status.body);
-    assert!(!status.body.contains("every 3s"), "a finished job is not polled");
+    assert!(
+        !status.body.contains("every 3s"),
+        "a finished job is not polled"
+    );
     let page = t.get(&format!("/jobs/{id}")).await;
     assert!(page.body.contains("large: best"), "{}", page.body);
     assert!(!page.body.contains("sse-connect"), "nor streamed");
@@ -114,7 +123,11 @@ async fn a_cancelled_training_stops_with_its_state_and_resumes_to_the_end() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let row = wait_for(&t, id, "end", ended);
     assert_eq!(row.status, JobStatus::Cancelled, "{}", log(&row));
-    assert!(row.run_dir.join("checkpoints/supervised-last.state.safetensors").is_file());
+    assert!(
+        row.run_dir
+            .join("checkpoints/supervised-last.state.safetensors")
+            .is_file()
+    );
     let resumed = t.post_form(&format!("/jobs/{id}/resume"), &[]).await;
     assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
     let row = wait_for(&t, id, "end", ended);
@@ -130,7 +143,11 @@ async fn a_job_left_by_a_killed_studio_shows_as_interrupted_and_resumes() {
     let (id, _data) = queue(&t, LONGER).await;
     // What a studio that is then killed does: the job runs as its child...
     let mut registry = t.registry();
-    assert!(registry.move_job(id, JobStatus::Queued, JobStatus::Running, None).unwrap());
+    assert!(
+        registry
+            .move_job(id, JobStatus::Queued, JobStatus::Running, None)
+            .unwrap()
+    );
     let row = job(&t, id);
     std::fs::create_dir_all(row.log_path.parent().unwrap()).unwrap();
     let log_file = std::fs::File::create(&row.log_path).unwrap();
@@ -143,7 +160,11 @@ async fn a_job_left_by_a_killed_studio_shows_as_interrupted_and_resumes() {
     registry.set_job_pid(id, child.id()).unwrap();
     let started = Instant::now();
     while !log(&row).contains(" step 3/30 ") {
-        assert!(started.elapsed() < Duration::from_secs(300), "{}", log(&row));
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{}",
+            log(&row)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // ...which gets SIGTERM when the studio dies (PR_SET_PDEATHSIG) and
@@ -154,9 +175,17 @@ async fn a_job_left_by_a_killed_studio_shows_as_interrupted_and_resumes() {
     // A new studio finds it.
     let row = wait_for(&t, id, "recovery", ended);
     assert_eq!(row.status, JobStatus::Interrupted);
-    assert!(row.message.unwrap().contains("the studio stopped while it ran"));
+    assert!(
+        row.message
+            .unwrap()
+            .contains("the studio stopped while it ran")
+    );
     let page = t.get(&format!("/jobs/{id}")).await;
-    assert!(page.body.contains("interrupted") && page.body.contains("Resume"), "{}", page.body);
+    assert!(
+        page.body.contains("interrupted") && page.body.contains("Resume"),
+        "{}",
+        page.body
+    );
     let resumed = t.post_form(&format!("/jobs/{id}/resume"), &[]).await;
     assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
     let row = wait_for(&t, id, "end", ended);

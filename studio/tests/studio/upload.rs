@@ -28,7 +28,12 @@ fn folder_entries(root: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
     snapshot(root)
         .into_iter()
         .map(|(path, bytes)| {
-            let rel = path.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             (format!("{prefix}{rel}"), bytes)
         })
         .collect()
@@ -43,7 +48,10 @@ async fn upload(t: &TestStudio, zip: Vec<u8>) -> crate::common::Answer {
     body.extend(format!("\r\n--{BOUNDARY}--\r\n").into_bytes());
     let request = Request::post("/datasets/upload")
         .header(header::ORIGIN, ORIGIN)
-        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .header("hx-request", "true");
     t.send(request, Body::from(body)).await
 }
@@ -63,9 +71,16 @@ async fn a_zipped_dataset_folder_is_unpacked_and_checked() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let target = answer.headers["hx-redirect"].to_str().unwrap().to_string();
     let page = t.get(&target).await;
-    assert!(page.body.contains("passed") && page.body.contains("train 16 labeled"), "{}", page.body);
+    assert!(
+        page.body.contains("passed") && page.body.contains("train 16 labeled"),
+        "{}",
+        page.body
+    );
     let row = &t.registry().datasets().unwrap()[0];
-    assert!(row.path.starts_with(t.dir.path().join("studio/uploads")), "{row:?}");
+    assert!(
+        row.path.starts_with(t.dir.path().join("studio/uploads")),
+        "{row:?}"
+    );
     assert_eq!(row.name, "tiny");
 }
 
@@ -73,12 +88,29 @@ async fn a_zipped_dataset_folder_is_unpacked_and_checked() {
 async fn an_entry_that_leaves_the_folder_refuses_the_whole_zip() {
     let data = two_class_dataset();
     let t = TestStudio::logged_in().await;
-    for evil in ["../evil.txt", "tiny/../../evil.txt", "/tmp/evil-studio-test.txt"] {
+    for evil in [
+        "../evil.txt",
+        "tiny/../../evil.txt",
+        "/tmp/evil-studio-test.txt",
+    ] {
         let mut entries = folder_entries(data.path(), "tiny/");
         entries.push((evil.to_string(), b"gotcha".to_vec()));
         let answer = upload(&t, zip_of(&entries)).await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{evil}: {}", answer.body);
-        assert!(answer.body.contains("would leave the dataset folder"), "{evil}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{evil}: {}",
+            answer.body
+        );
+        // The zip writer stores an absolute name without its leading `/`,
+        // which then stays inside the folder (and makes it no dataset).
+        if evil.contains("..") {
+            assert!(
+                answer.body.contains("would leave the dataset folder"),
+                "{evil}: {}",
+                answer.body
+            );
+        }
         assert_nothing_kept(&t);
     }
     assert!(!t.dir.path().join("studio/evil.txt").exists());
@@ -92,8 +124,17 @@ async fn a_zip_bomb_is_refused_and_nothing_kept() {
     let mut entries = folder_entries(data.path(), "tiny/");
     entries.push(("tiny/images/huge.png".into(), vec![0u8; 64 << 20]));
     let answer = upload(&t, zip_of(&entries)).await;
-    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
-    assert!(answer.body.contains("decompression bomb"), "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("decompression bomb"),
+        "{}",
+        answer.body
+    );
     assert_nothing_kept(&t);
 }
 
@@ -101,11 +142,29 @@ async fn a_zip_bomb_is_refused_and_nothing_kept() {
 async fn a_file_that_is_no_zip_or_no_dataset_is_refused() {
     let t = TestStudio::logged_in().await;
     let answer = upload(&t, b"not a zip at all".to_vec()).await;
-    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
     assert!(answer.body.contains("not a zip file"), "{}", answer.body);
     assert_nothing_kept(&t);
-    let answer = upload(&t, zip_of(&[("notes/readme.txt".into(), b"hello".to_vec())])).await;
-    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
-    assert!(answer.body.contains("not a dataset folder"), "{}", answer.body);
+    let answer = upload(
+        &t,
+        zip_of(&[("notes/readme.txt".into(), b"hello".to_vec())]),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("not a dataset folder"),
+        "{}",
+        answer.body
+    );
     assert_nothing_kept(&t);
 }

@@ -23,10 +23,7 @@ pub struct StudioArgs {
 }
 
 pub fn run(args: StudioArgs, registry: PathBuf) -> anyhow::Result<ExitCode> {
-    let token = studio_token(
-        args.token_file.as_deref(),
-        std::env::var(TOKEN_ENV).ok(),
-    )?;
+    let token = studio_token(args.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())?;
     // Absolute: the jobs get it on their command line.
     let registry = std::path::absolute(&registry)
         .with_context(|| format!("{}: cannot make it absolute", registry.display()))?;
