@@ -13,7 +13,9 @@
 //! the exporter and the server can all resolve `@nick`.
 
 mod checkpoints;
+mod datasets;
 mod evals;
+mod jobs;
 pub mod location;
 mod marks;
 pub mod resolve;
@@ -29,7 +31,9 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use checkpoints::{CheckpointRow, NewCheckpoint};
+pub use datasets::DatasetRow;
 pub use evals::{EvalRow, EvalSource, EvalStatus, NewEval};
+pub use jobs::{JobRow, JobStatus, NewJob};
 pub use marks::{MarkAction, MarkEvent, MarkRow, validate_nickname};
 pub use resolve::{ResolveError, Resolved, resolve_checkpoint, sha256_file};
 pub use runs::{NewRun, RunRow, RunStatus};

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `i` brings a file from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Runs, their checkpoints, evaluation tasks, marks and the marks' history.
 const V1: &str = "
@@ -73,6 +73,37 @@ CREATE TABLE mark_history (
 CREATE INDEX mark_history_by_nickname ON mark_history(nickname);
 ";
 
+/// The studio's datasets (with their latest check) and its job queue.
+const V2: &str = "
+CREATE TABLE datasets (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    added       INTEGER NOT NULL,
+    checked     INTEGER NOT NULL,
+    check_pass  INTEGER NOT NULL,
+    report      TEXT NOT NULL
+);
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    args        TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    run_dir     TEXT NOT NULL,
+    log_path    TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN
+                    ('queued', 'running', 'finished', 'failed', 'cancelled', 'interrupted')),
+    resume      INTEGER NOT NULL DEFAULT 0,
+    pid         INTEGER,
+    created     INTEGER NOT NULL,
+    started     INTEGER,
+    ended       INTEGER,
+    message     TEXT
+);
+CREATE INDEX jobs_by_status ON jobs(status);
+";
+
 /// Why the schema could not be brought up to date.
 #[derive(Debug)]
 pub(crate) enum MigrateError {
@@ -134,7 +165,15 @@ mod tests {
         assert_eq!(version(&conn), MIGRATIONS.len() as u32);
         assert_eq!(
             tables(&conn),
-            ["checkpoints", "eval_tasks", "mark_history", "marks", "runs"]
+            [
+                "checkpoints",
+                "datasets",
+                "eval_tasks",
+                "jobs",
+                "mark_history",
+                "marks",
+                "runs"
+            ]
         );
         // Opening again changes nothing.
         migrate(&mut conn, MIGRATIONS).unwrap();

@@ -16,7 +16,7 @@ use semiclass_serve::serve::{
     check_listen, connection_cap, raise_open_file_limit, serve, stop_signal,
 };
 use semiclass_serve::threads::{SPARE_BLOCKING_THREADS, ThreadBudget};
-use semiclass_serve::tokens::{TokenSet, TokenStore};
+use semiclass_serve::tokens::{TokenStore, active_tokens};
 use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
 
 #[derive(Parser)]
@@ -193,7 +193,7 @@ fn run_server(args: ServeArgs, tokens: PathBuf) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let active = TokenSet::from_records(&TokenStore::new(&tokens).read()?);
+    let active = active_tokens(&TokenStore::new(&tokens).read()?);
     check_listen(args.listen, &active)?;
     if active.is_empty() {
         tracing::warn!(

@@ -11,12 +11,12 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use semiclass_access::{hex, new_secret, secret_hash, unhex32};
 use semiclass_licensing::random_bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+
+/// Hashing and constant-time checking are shared with the studio.
+pub use semiclass_access::TokenSet;
 
 /// Every token starts with this, so a leaked one is easy to recognise.
 pub const TOKEN_PREFIX: &str = "sct_";
@@ -111,16 +111,13 @@ impl TokenStore {
                 break id;
             }
         };
-        let token = format!(
-            "{TOKEN_PREFIX}{id}_{}",
-            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
-        );
+        let token = format!("{TOKEN_PREFIX}{id}_{}", new_secret());
         let record = TokenRecord {
             id,
             name: name.to_string(),
             created: now,
             revoked: None,
-            sha256: hex(&sha256(&token)),
+            sha256: hex(&secret_hash(&token)),
         };
         records.push(record.clone());
         self.write(records)?;
@@ -199,42 +196,6 @@ impl TokenStore {
     }
 }
 
-/// The hashes of the tokens that authenticate.
-#[derive(Debug, Clone, Default)]
-pub struct TokenSet {
-    hashes: Vec<[u8; 32]>,
-}
-
-impl TokenSet {
-    /// The active (not revoked) tokens among `records`; a record whose hash
-    /// is not 64 hex digits never matches.
-    pub fn from_records(records: &[TokenRecord]) -> TokenSet {
-        let hashes = records
-            .iter()
-            .filter(|r| r.revoked.is_none())
-            .filter_map(|r| unhex32(&r.sha256))
-            .collect();
-        TokenSet { hashes }
-    }
-
-    /// Whether no token can authenticate.
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    /// Whether `token` is an active token. The presented token's hash is
-    /// compared with every stored hash in constant time, without stopping
-    /// at a match, so timing tells nothing about how close a guess was.
-    pub fn verify(&self, token: &str) -> bool {
-        let presented = sha256(token);
-        let mut found = Choice::from(0);
-        for hash in &self.hashes {
-            found |= hash.ct_eq(&presented);
-        }
-        found.into()
-    }
-}
-
 /// The active tokens of a file, re-read whenever the file changes (one
 /// `stat` per check), so a revocation takes effect at the next request.
 /// A file that cannot be read authenticates nobody.
@@ -255,6 +216,17 @@ struct FileStamp {
     mode: u32,
     mtime_ns: i128,
     ctime_ns: i128,
+}
+
+/// The active (not revoked) tokens among `records`; a record whose hash is
+/// not 64 hex digits never matches.
+pub fn active_tokens(records: &[TokenRecord]) -> TokenSet {
+    TokenSet::from_hashes(
+        records
+            .iter()
+            .filter(|r| r.revoked.is_none())
+            .filter_map(|r| unhex32(&r.sha256)),
+    )
 }
 
 impl LiveTokens {
@@ -284,7 +256,7 @@ impl LiveTokens {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if cached.0 != stamp {
             let set = match self.store.read() {
-                Ok(records) => TokenSet::from_records(&records),
+                Ok(records) => active_tokens(&records),
                 Err(err) => {
                     tracing::error!("{err}; no token is accepted until it is fixed");
                     TokenSet::default()
@@ -294,25 +266,6 @@ impl LiveTokens {
         }
         cached.1.clone()
     }
-}
-
-fn sha256(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -337,7 +290,7 @@ mod tests {
         assert!(!text.contains(&token[TOKEN_PREFIX.len() + 9..]), "{text}");
         let mode = fs::metadata(store.path()).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let set = TokenSet::from_records(&store.read().unwrap());
+        let set = active_tokens(&store.read().unwrap());
         assert!(set.verify(&token));
         assert!(!set.verify(&token[..token.len() - 1]));
         assert!(!set.verify(""));

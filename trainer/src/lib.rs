@@ -6,7 +6,8 @@ pub mod algorithms;
 pub mod alloc;
 pub mod baseline;
 pub mod checkpoint;
-pub mod config;
+/// The run configuration (its own crate, without libtorch: the studio shows it too).
+pub use semiclass_config as config;
 pub mod data;
 pub mod distill;
 pub mod ema;

@@ -10,6 +10,7 @@ mod models;
 mod progress;
 mod ranks;
 mod runs;
+mod studio;
 mod table;
 mod train;
 
@@ -54,6 +55,8 @@ enum Command {
     Unmark(marks::UnmarkArgs),
     /// List the nicknames and the checkpoints they name.
     Marks(marks::MarksArgs),
+    /// The workflow in the browser: datasets, the training form, the job queue (prints the URL to open).
+    Studio(studio::StudioArgs),
 }
 
 /// Runs one subcommand; `Err` means it could not run (exit status 2).
@@ -67,7 +70,7 @@ impl Cli {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let location = semiclass_registry::location::registry_path(cli.registry);
-    semiclass_trainer::registry_hooks::set_location(location);
+    semiclass_trainer::registry_hooks::set_location(location.clone());
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::DemoData(args) => demo_data::run(args),
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mark(args) => marks::mark(args),
         Command::Unmark(args) => marks::unmark(args),
         Command::Marks(args) => marks::marks(args),
+        Command::Studio(args) => studio::run(args, location.map_err(anyhow::Error::msg)?),
     }
 }
 

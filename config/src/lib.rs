@@ -1,8 +1,12 @@
 //! Run configuration: one YAML file plus `-o section.key=value` overrides.
+//!
+//! Its own crate, without libtorch, so that everything that shows or checks
+//! a configuration (`semiclass train`, the studio's training form) uses
+//! this one schema and its messages.
 
 pub mod budget;
 mod resolve;
-mod train;
+pub mod train;
 
 pub use resolve::{ConfigError, resolve, to_yaml};
 pub use train::{

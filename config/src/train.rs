@@ -59,7 +59,7 @@ impl Default for DataConfig {
 pub enum MirrorChoice {
     /// Decided from the labeled images when the run starts: flips unless
     /// their mirrors find their own class much less often than they do
-    /// (1-nearest-neighbour on thumbnails; `crate::baseline::mirror_test`).
+    /// (1-nearest-neighbour on thumbnails; `semiclass_trainer::baseline::mirror_test`).
     Auto,
     Always,
     Never,
@@ -454,7 +454,7 @@ impl Default for SmallConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::resolve;
+    use crate::resolve;
 
     #[test]
     fn auto_stem_is_compact_only_for_mobile_networks_on_small_inputs() {

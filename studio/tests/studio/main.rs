@@ -1,0 +1,9 @@
+//! The studio's HTTP face, driven without a socket (axum oneshot), and its
+//! job queue running real `semiclass train` processes.
+
+mod access;
+mod common;
+mod datasets;
+mod jobs;
+mod train;
+mod upload;
