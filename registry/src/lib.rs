@@ -19,6 +19,7 @@ mod jobs;
 pub mod location;
 mod marks;
 pub mod resolve;
+pub mod resume_state;
 mod runs;
 mod schema;
 

@@ -6,19 +6,9 @@ use std::path::{Path, PathBuf};
 /// (mode large or small) or `RUN/large|small/checkpoints/` (mode joint),
 /// as `semiclass train --resume` takes it.
 pub fn newest_state(run_dir: &Path) -> Option<PathBuf> {
-    ["checkpoints", "large/checkpoints", "small/checkpoints"]
-        .iter()
-        .filter_map(|sub| std::fs::read_dir(run_dir.join(sub)).ok())
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with("-last.state.safetensors")
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max()
-        .map(|(_, path)| path)
+    let folders =
+        ["checkpoints", "large/checkpoints", "small/checkpoints"].map(|sub| run_dir.join(sub));
+    semiclass_registry::resume_state::newest_in(folders.iter().map(PathBuf::as_path))
 }
 
 #[cfg(test)]

@@ -402,17 +402,8 @@ fn resume_state(arg: &str) -> anyhow::Result<PathBuf> {
     }
     let checkpoint = super::checkpoint_arg(arg)?;
     let folder = checkpoint.parent().unwrap_or(Path::new("."));
-    let states = std::fs::read_dir(folder).with_context(|| folder.display().to_string())?;
-    let newest = states
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with("-last.state.safetensors")
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max();
-    newest.map(|(_, path)| path).with_context(|| {
+    let newest = semiclass_registry::resume_state::newest_in([folder]);
+    newest.with_context(|| {
         format!(
             "{arg} is {}, whose folder holds no *-last.state.safetensors to resume from",
             checkpoint.display()
