@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use zip::write::SimpleFileOptions;
 
-use crate::common::{ORIGIN, TestStudio, snapshot, two_class_dataset};
+use crate::common::{Answer, ORIGIN, TestStudio, snapshot, two_class_dataset};
 
 const BOUNDARY: &str = "studio-test-boundary";
 
@@ -57,6 +57,19 @@ async fn upload(t: &TestStudio, zip: Vec<u8>) -> crate::common::Answer {
 }
 
 /// Nothing of a refused upload stays: no dataset, no files.
+/// The upload was refused with 422 and a message containing `says`, and
+/// nothing of it was kept.
+fn assert_refused(t: &TestStudio, answer: &Answer, says: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains(says), "{says}: {}", answer.body);
+    assert_nothing_kept(t);
+}
+
 fn assert_nothing_kept(t: &TestStudio) {
     assert!(t.registry().datasets().unwrap().is_empty());
     let uploads = t.dir.path().join("studio/uploads");
@@ -124,47 +137,18 @@ async fn a_zip_bomb_is_refused_and_nothing_kept() {
     let mut entries = folder_entries(data.path(), "tiny/");
     entries.push(("tiny/images/huge.png".into(), vec![0u8; 64 << 20]));
     let answer = upload(&t, zip_of(&entries)).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("decompression bomb"),
-        "{}",
-        answer.body
-    );
-    assert_nothing_kept(&t);
+    assert_refused(&t, &answer, "decompression bomb");
 }
 
 #[tokio::test]
 async fn a_file_that_is_no_zip_or_no_dataset_is_refused() {
     let t = TestStudio::logged_in().await;
     let answer = upload(&t, b"not a zip at all".to_vec()).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
-    assert!(answer.body.contains("not a zip file"), "{}", answer.body);
-    assert_nothing_kept(&t);
+    assert_refused(&t, &answer, "not a zip file");
     let answer = upload(
         &t,
         zip_of(&[("notes/readme.txt".into(), b"hello".to_vec())]),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
-    assert!(
-        answer.body.contains("not a dataset folder"),
-        "{}",
-        answer.body
-    );
-    assert_nothing_kept(&t);
+    assert_refused(&t, &answer, "not a dataset folder");
 }
