@@ -5,6 +5,10 @@
 //! Rows are appended and flushed one at a time, so a killed run keeps every
 //! row it logged. A resumed run drops the rows logged after its checkpoint
 //! before appending, so no step appears twice.
+//!
+//! `step` runs on across a model's stages (curves read left to right);
+//! `stage_step` of `stage_steps` is where the stage itself stands, which is
+//! what a progress display shows.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -31,6 +35,8 @@ pub const TRAIN_COLUMNS: &[&str] = &[
     "data_wait",
     "val_top1",
     "val_top5",
+    "stage_step",
+    "stage_steps",
 ];
 /// The column resuming filters on.
 const STEP: &str = "step";
@@ -207,7 +213,10 @@ impl MetricsLog {
             return Self::create(path, &columns);
         }
         let table = parse_table(path, &text)?;
-        if table.header != header {
+        // A log written before columns were added continues under the new
+        // header, its old rows with those cells empty.
+        let upgradable = table.header.iter().all(|c| header.contains(c));
+        if !upgradable {
             return Err(MetricsError::HeaderMismatch {
                 path: path.to_path_buf(),
                 found: table.header.join(","),
@@ -433,7 +442,7 @@ struct OwnedPanel {
 const PANEL_ORDER: &[&str] = &["loss", "accuracy", "learning rate"];
 
 /// Columns that are coordinates or labels, never curves.
-const NOT_CURVES: &[&str] = &["stage", "epoch", STEP];
+const NOT_CURVES: &[&str] = &["stage", "epoch", STEP, "stage_step", "stage_steps"];
 
 /// `step` when logged, else `epoch`; `None` plots against the row number.
 fn x_column(header: &[String]) -> Option<&'static str> {
@@ -631,6 +640,34 @@ mod tests {
             .collect();
         assert_eq!(steps.last(), Some(&210.0));
         assert_eq!(steps.iter().filter(|&&s| s == 210.0).count(), 1);
+    }
+
+    #[test]
+    fn resume_continues_a_log_written_before_columns_were_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let old: Vec<&str> = TRAIN_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| !c.starts_with("stage_"))
+            .collect();
+        let mut log = MetricsLog::create(&path, &old).unwrap();
+        log.append(&train_row(10, 1.0)).unwrap();
+        log.append(&train_row(20, 0.9)).unwrap();
+        drop(log);
+        let mut log = MetricsLog::open_for_resume(&path, TRAIN_COLUMNS, 10).unwrap();
+        log.append(
+            &train_row(20, 0.8)
+                .with("stage_step", 20u64)
+                .with("stage_steps", 100u64),
+        )
+        .unwrap();
+        let table = read(&path).unwrap();
+        assert_eq!(table.header, TRAIN_COLUMNS);
+        assert_eq!(table.rows.len(), 2);
+        assert_eq!(table.rows[0].get("stage_steps"), None);
+        assert_eq!(table.rows[0].number("sup_loss"), Some(1.0));
+        assert_eq!(table.rows[1].number("stage_steps"), Some(100.0));
     }
 
     #[test]
