@@ -24,6 +24,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/datasets/upload"),
     ("POST", "/jobs/1/cancel"),
     ("POST", "/jobs/1/resume"),
+    ("GET", "/jobs/1/config.yaml"),
+    ("GET", "/jobs/1/files/checkpoints/best.safetensors"),
+    ("POST", "/train/config.yaml"),
+    ("GET", "/marks"),
+    ("POST", "/marks"),
+    ("POST", "/marks/unmark"),
     ("GET", "/no/such/page"),
 ];
 
