@@ -10,6 +10,8 @@
 //! `stage_step` of `stage_steps` is where the stage itself stands, which is
 //! what a progress display shows.
 
+pub mod summary;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

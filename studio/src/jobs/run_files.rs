@@ -1,13 +1,13 @@
 //! What a training job's run directory holds, as the trainer writes it:
 //! per model, `metrics.csv` (read with the trainer's own reader,
-//! `semiclass_metrics`), `summary.json` once the model finished, and the
+//! `semiclass_metrics`), `summary.json` once the model finished (its reader too), and the
 //! checkpoints. Nothing here writes; a file not there yet is simply absent.
 
 use std::path::{Path, PathBuf};
 
+use semiclass_metrics::summary::{self, Summary};
 use semiclass_metrics::{MetricsTable, Row};
 use semiclass_registry::{CheckpointRow, JobRow, Registry};
-use serde::Deserialize;
 
 /// One model's folder of a run: the run itself (mode large or small), or
 /// `large/` and `small/` of a joint run.
@@ -49,8 +49,7 @@ impl ModelDir {
 
     /// `summary.json`, once the model finished.
     pub fn summary(&self) -> Option<Summary> {
-        let text = std::fs::read_to_string(self.path.join(SUMMARY_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+        summary::read(&self.path).ok()
     }
 
     /// What changes when the trainer writes: the sizes and times of the
@@ -62,42 +61,9 @@ impl ModelDir {
         };
         [
             look(self.metrics_path()),
-            look(self.path.join(SUMMARY_FILE)),
+            look(self.path.join(summary::FILE_NAME)),
         ]
     }
-}
-
-/// The file a finished model writes (the trainer's `engine::pipeline`).
-const SUMMARY_FILE: &str = "summary.json";
-
-/// The parts of `summary.json` the run page shows.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Summary {
-    pub best: PathBuf,
-    pub best_stage: String,
-    pub val_top1: Option<f64>,
-    pub test_top1: Option<f64>,
-    pub test_top5: Option<f64>,
-    pub test_images: Option<u64>,
-    pub baseline: Option<Baseline>,
-    /// Whether the run trained with horizontal flips (`data.flip: auto` decided).
-    pub flip: Option<bool>,
-    #[serde(default)]
-    pub stages: Vec<SummaryStage>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Baseline {
-    pub method: String,
-    pub val_top1: Option<f64>,
-    pub test_top1: Option<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SummaryStage {
-    pub stage: String,
-    pub val_top1: Option<f64>,
-    pub steps: u64,
 }
 
 /// Where one stage stands.

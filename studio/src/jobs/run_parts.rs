@@ -5,8 +5,10 @@
 use maud::{Markup, PreEscaped, html};
 use semiclass_registry::{JobRow, MarkRow, Registry};
 
+use semiclass_metrics::summary::Summary;
+
 use super::run_files::{
-    CURVE_COLUMNS, CheckpointFile, ModelDir, StageProgress, Summary, checkpoint_files, curve_rows,
+    CURVE_COLUMNS, CheckpointFile, ModelDir, StageProgress, checkpoint_files, curve_rows,
     model_dirs, stages,
 };
 
@@ -123,7 +125,7 @@ fn summary_card(job: &JobRow, model: &ModelDir, s: &Summary) -> Markup {
                 }
                 @if let Some(b) = &s.baseline {
                     dt { "baseline" }
-                    dd { (b.method) ": val " (percent(b.val_top1))
+                    dd { (b.describe()) ": val " (percent(Some(b.val_top1)))
                         @if b.test_top1.is_some() { ", test " (percent(b.test_top1)) } }
                 }
                 @if let Some(flip) = s.flip {
