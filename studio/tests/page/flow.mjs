@@ -11,6 +11,7 @@
 // STEPS: each is [name, async (ctx) => {...}], may read what earlier steps
 // left in ctx.state (datasetId, jobId, nickname), and should throw (or
 // push to ctx.problems) when the page misbehaves.
+import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const [url, token, dataset, artifacts] = process.argv.slice(2);
@@ -66,6 +67,15 @@ const STEPS = [
     await page.waitForFunction(() => /batch_size: 8/.test(document.querySelector("#preview")?.textContent || ""));
     const yaml = await page.textContent("#preview");
     expect(yaml.includes("log_interval: 1"), `the resolved YAML lacks the form's values:\n${yaml}`);
+    // The same YAML as a file to save.
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click("button:has-text('Download the YAML')"),
+    ]);
+    const saved = readFileSync(await download.path(), "utf8");
+    expect(download.suggestedFilename() === "semiclass-joint.yaml", `saved as ${download.suggestedFilename()}`);
+    const shown = await page.textContent("#preview pre.yaml");
+    expect(saved.trim() === shown.trim(), `the downloaded YAML is not the one shown:\n${saved}`);
   }],
 
   ["run-in-progress", async ({ page, state }) => {
@@ -119,7 +129,6 @@ try {
   });
   page.on("console", (m) => m.type() === "error" && problems.push(`console error on ${page.url()}: ${m.text()}`));
   page.on("pageerror", (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
-  page.on("download", (d) => d.cancel());
   const ctx = { page, state: {}, problems };
   for (const [i, [name, step]] of STEPS.entries()) {
     const started = Date.now();

@@ -102,6 +102,8 @@ async fn the_token_opens_a_strict_http_only_session() {
         .unwrap();
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    // Not `no-referrer`: browsers would send `Origin: null` with plain form posts.
+    assert_eq!(page.headers[header::REFERRER_POLICY], "same-origin");
 }
 
 #[tokio::test]
