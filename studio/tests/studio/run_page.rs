@@ -2,10 +2,11 @@
 //! the curves' rows, the event stream, checkpoint downloads that cannot
 //! leave the run's folder, and the resolved YAML as a download.
 
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use semiclass_registry::JobRow;
 
-use crate::common::{TestStudio, add_dataset, two_class_dataset};
+use crate::common::{TestStudio, add_dataset, form_body, two_class_dataset};
 use crate::jobs::TINY;
 
 /// What the page of a finished tiny `large` job shows; called from the
@@ -185,6 +186,14 @@ async fn the_training_forms_resolved_yaml_downloads_or_says_what_is_wrong() {
     );
     let form = t.get("/train/new").await.body;
     assert!(form.contains("formaction=\"/train/config.yaml\""), "{form}");
+    // Another site cannot read it through a logged-in browser either.
+    let body = form_body(&[("mode", "large"), ("dataset", &dataset)]);
+    let other = Request::post("/train/config.yaml")
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let refused = t.send(other, Body::from(body)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(!refused.body.contains("epochs"), "{}", refused.body);
     assert!(
         t.registry().jobs().unwrap().is_empty(),
         "nothing was queued"
