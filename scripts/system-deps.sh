@@ -2,8 +2,9 @@
 # Installs the Debian packages semiclass uses, when they are missing:
 #   dataset-fashion-mnist  the real data of the demo, benchmarks and tests
 #   fonts-wqy-microhei     a font with CJK glyphs for chart labels
-#   chromium, npm          the try-out page's test (headless Chromium driven by
-#                          playwright-core, which `make setup` installs with npm)
+#   chromium, npm          the try-out page's and the studio's browser tests
+#                          (headless Chromium driven by playwright-core, which
+#                          `make setup` installs with npm)
 set -euo pipefail
 
 need=()

@@ -213,9 +213,13 @@ pub async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Nothing leaves for other sites; `no-referrer` would also make
+    // browsers send `Origin: null` with the studio's own plain form posts
+    // (Cancel, Resume, the YAML download, the login form), which the
+    // Origin check then refuses.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

@@ -14,6 +14,7 @@ pub enum Section {
     Datasets,
     Train,
     Jobs,
+    Marks,
 }
 
 /// A page of the studio, with the navigation.
@@ -30,6 +31,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                     (link("/datasets", "Datasets", Section::Datasets))
                     (link("/train/new", "New training", Section::Train))
                     (link("/jobs", "Jobs", Section::Jobs))
+                    (link("/marks", "Marks", Section::Marks))
                 }
             }
             main { (body) }
@@ -52,6 +54,8 @@ fn shell(title: &str, body: Markup) -> Markup {
                 meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · semiclass studio" }
                 link rel="stylesheet" href=(STYLE_PATH);
+                // No icon: without this line every page asks for /favicon.ico (a 404).
+                link rel="icon" href="data:,";
                 script src=(HTMX_PATH) defer {}
                 script src=(HTMX_SSE_PATH) defer {}
             }

@@ -6,7 +6,8 @@
 //! Origin check; datasets (a folder by path or an uploaded zip) with their
 //! check report; the training form generated from the configuration's
 //! schema; a persistent job queue whose jobs are `semiclass train` child
-//! processes, with cancel, resume and a live log.
+//! processes, with cancel, resume and a live run page (log, stage table,
+//! curves, summary, checkpoint downloads); marks with their history.
 
 pub mod access;
 mod assets;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod jobs;
 mod layout;
 pub mod listen;
+pub mod marks;
 pub mod state;
 pub mod train_form;
 
@@ -60,6 +62,7 @@ pub fn app(studio: Arc<Studio>) -> Router {
         .route("/train/new", get(train_form::pages::new_training))
         .route("/train/preview", post(train_form::pages::preview))
         .route("/train", post(train_form::pages::submit))
+        .route("/train/config.yaml", post(train_form::pages::config_yaml))
         .route("/jobs", get(jobs::pages::list))
         .route("/jobs/{id}", get(jobs::pages::show))
         .route("/jobs/{id}/status", get(jobs::live::status))
@@ -67,6 +70,10 @@ pub fn app(studio: Arc<Studio>) -> Router {
         .route("/jobs/{id}/events", get(jobs::live::events))
         .route("/jobs/{id}/cancel", post(jobs::pages::cancel))
         .route("/jobs/{id}/resume", post(jobs::pages::resume))
+        .route("/jobs/{id}/config.yaml", get(jobs::downloads::config_yaml))
+        .route("/jobs/{id}/files/{*path}", get(jobs::downloads::run_file))
+        .route("/marks", get(marks::pages::list).post(marks::pages::mark))
+        .route("/marks/unmark", post(marks::pages::unmark))
         .fallback(error::not_found)
         .layer(from_fn_with_state(studio.clone(), access::require_session))
         .layer(from_fn_with_state(studio.clone(), access::same_origin))

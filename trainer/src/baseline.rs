@@ -23,22 +23,8 @@ const THUMBNAIL: i64 = 8;
 const MAX_LABELED: usize = 20_000;
 const MAX_EVALUATED: usize = 5_000;
 
-/// What the baseline scored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Baseline {
-    /// How it was computed, for reports.
-    pub method: String,
-    pub labeled: usize,
-    pub val_top1: f64,
-    pub test_top1: Option<f64>,
-}
-
-impl Baseline {
-    /// `1-NN on 8x8 thumbnails of the 130 labeled images`.
-    pub fn describe(&self) -> String {
-        format!("{} of the {} labeled images", self.method, self.labeled)
-    }
-}
+/// What the baseline scored (kept in `summary.json`, hence defined with it).
+pub use semiclass_metrics::summary::Baseline;
 
 /// Thumbnails of the labeled images (a sample of at most [`MAX_LABELED`],
 /// drawn with the run's seed): the keys both the baseline and the mirror

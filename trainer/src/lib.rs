@@ -13,7 +13,8 @@ pub mod distill;
 pub mod ema;
 pub mod engine;
 pub mod eval_report;
-pub mod metrics;
+/// A run's `metrics.csv` (its own crate, without libtorch: the studio reads it too).
+pub use semiclass_metrics as metrics;
 pub mod nn;
 pub mod openmp;
 pub mod optim;

@@ -1,9 +1,13 @@
 //! A job as it runs: its status part (fetched again every few seconds
-//! while it may change) and its log, streamed line by line as
-//! server-sent events from where the page's copy ended.
+//! while it may change), and one stream of server-sent events from where
+//! the page's copy ended: the log line by line (`line`), the run
+//! directory's stage table, summary and checkpoints whenever the trainer
+//! writes (`progress`), the curves' new metrics rows (`metrics`, JSON), and
+//! `end` once the job has ended.
 
+use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +20,8 @@ use maud::{Markup, html};
 use semiclass_registry::{JobRow, JobStatus};
 use serde::Deserialize;
 
+use super::run_files::{ModelDir, curve_rows, model_dirs};
+use super::run_parts::run_part;
 use super::runner::find;
 use crate::error::StudioError;
 use crate::layout::when;
@@ -44,7 +50,7 @@ pub fn status_part(job: &JobRow) -> Markup {
     let live = is_live(job);
     let url = format!("/jobs/{}/status", job.id);
     html! {
-        section #status hx-get=[live.then_some(&url)] hx-trigger=[live.then_some("every 3s, sse:end")] hx-swap="outerHTML" {
+        section #status hx-get=[live.then_some(&url)] hx-trigger=[live.then_some("every 3s, sse:progress, sse:end")] hx-swap="outerHTML" {
             div.row {
                 span class={ "badge " (job.status.as_str()) } { (job.status.as_str()) }
                 @if let Some(t) = job.started { span.hint { "started " (when(t)) } }
@@ -61,12 +67,20 @@ pub fn status_part(job: &JobRow) -> Markup {
     }
 }
 
-/// The log as the page first shows it, and where the stream continues.
-pub fn log_part(job: &JobRow) -> Markup {
+/// What the stream updates, inside the one element that holds the
+/// stream (a live job's only): `parts` carry their `sse-swap` names.
+/// `rows` are the curves' row counts the page starts with, per model.
+pub fn live_area(job: &JobRow, rows: &[usize], parts: Markup) -> Markup {
     let (text, end) = log_tail(&job.log_path);
-    let events = format!("/jobs/{}/events?from={end}", job.id);
+    let rows: Vec<String> = rows.iter().map(usize::to_string).collect();
+    let events = format!("/jobs/{}/events?from={end}&rows={}", job.id, rows.join(","));
+    let live = is_live(job);
     html! {
-        div hx-ext=[is_live(job).then_some("sse")] sse-connect=[is_live(job).then_some(&events)] sse-close="end" {
+        div #live hx-ext=[live.then_some("sse")] sse-connect=[live.then_some(&events)] sse-close="end" {
+            (parts)
+            // The curves' script takes these rows (htmx:sseMessage); nothing is swapped.
+            div #metrics-events hidden sse-swap="metrics" hx-swap="none" {}
+            h2 { "Log " a.hint href={ "/jobs/" (job.id) "/log" } { "(whole file)" } }
             pre.log #log sse-swap="line" hx-swap="beforeend" { (text) }
         }
     }
@@ -113,24 +127,44 @@ pub async fn log_file(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LogOffset {
+pub struct StreamFrom {
+    /// The log's length the page has.
     #[serde(default)]
     from: u64,
+    /// The metrics rows the page has, per model, comma-separated.
+    #[serde(default)]
+    rows: String,
 }
 
-/// `GET /jobs/{id}/events?from=N`: `line` events with the log's new whole
-/// lines (HTML), then one `end` event once the job has ended.
+/// `GET /jobs/{id}/events?from=N&rows=A,B`: `line`, `progress` and
+/// `metrics` events as the job writes, then one `end` once it has ended.
 pub async fn events(
     State(studio): State<Arc<Studio>>,
     UrlPath(id): UrlPath<i64>,
-    Query(from): Query<LogOffset>,
+    Query(from): Query<StreamFrom>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, StudioError> {
     let job = find(&studio.registry()?, id)?;
+    let rows: Vec<usize> = from
+        .rows
+        .split(',')
+        .map(|n| n.trim().parse().unwrap_or(0))
+        .collect();
+    let models = model_dirs(&job)
+        .into_iter()
+        .enumerate()
+        .map(|(i, dir)| Watched {
+            sent_rows: rows.get(i).copied().unwrap_or(0),
+            // Unseen: the first look sends the rows after the page's.
+            seen: [None, None],
+            dir,
+        })
+        .collect();
     let follow = Follow {
         studio,
-        id,
-        path: job.log_path,
+        job,
         offset: from.from,
+        models,
+        queue: VecDeque::new(),
         ended: false,
     };
     let stream = stream::unfold(follow, |mut f| async move {
@@ -140,37 +174,85 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Following one job's log.
+/// One model folder of the run, as far as the page has it.
+struct Watched {
+    dir: ModelDir,
+    sent_rows: usize,
+    seen: [Option<(u64, std::time::SystemTime)>; 2],
+}
+
+/// Following one job.
 struct Follow {
     studio: Arc<Studio>,
-    id: i64,
-    path: PathBuf,
+    job: JobRow,
     offset: u64,
+    models: Vec<Watched>,
+    queue: VecDeque<Event>,
     ended: bool,
 }
 
 impl Follow {
     /// The next event; `None` once `end` was sent.
     async fn next_event(&mut self) -> Option<Event> {
-        if self.ended {
-            return None;
-        }
         loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if self.ended {
+                return None;
+            }
             if let Some(lines) = self.new_lines() {
-                return Some(Event::default().event("line").data(lines));
+                self.queue
+                    .push_back(Event::default().event("line").data(lines));
             }
-            // The status after the read: lines written before the end are sent first.
-            if !self.still_live() {
+            // The status after the reads: what was written before the end is sent first.
+            let live = self.still_live();
+            self.look_at_run(!live);
+            if !live {
                 self.ended = true;
-                return Some(Event::default().event("end").data("end"));
+                self.queue
+                    .push_back(Event::default().event("end").data("end"));
             }
-            tokio::time::sleep(LOG_POLL).await;
+            if self.queue.is_empty() {
+                tokio::time::sleep(LOG_POLL).await;
+            }
+        }
+    }
+
+    /// Queues `metrics` rows and the `progress` part when the trainer has
+    /// written since the last look (or, at the `last` look, in any case: a
+    /// checkpoint may have been recorded since).
+    fn look_at_run(&mut self, last: bool) {
+        let mut changed = last;
+        for (i, watched) in self.models.iter_mut().enumerate() {
+            let now = watched.dir.signature();
+            if now == watched.seen {
+                continue;
+            }
+            watched.seen = now;
+            changed = true;
+            let Some(table) = watched.dir.metrics() else {
+                continue;
+            };
+            let rows = curve_rows(&table, watched.sent_rows);
+            if rows.is_empty() {
+                continue;
+            }
+            let data = serde_json::json!({ "model": i, "from": watched.sent_rows, "rows": rows });
+            watched.sent_rows += rows.len();
+            self.queue
+                .push_back(Event::default().event("metrics").data(data.to_string()));
+        }
+        if changed && let Ok(registry) = self.studio.registry() {
+            let html = run_part(&registry, &self.job).into_string();
+            self.queue
+                .push_back(Event::default().event("progress").data(html));
         }
     }
 
     /// The whole lines written since the last look, escaped for HTML.
     fn new_lines(&mut self) -> Option<String> {
-        let mut file = std::fs::File::open(&self.path).ok()?;
+        let mut file = std::fs::File::open(&self.job.log_path).ok()?;
         file.seek(SeekFrom::Start(self.offset)).ok()?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
@@ -186,7 +268,7 @@ impl Follow {
             .studio
             .registry()
             .ok()
-            .and_then(|r| r.job(self.id).ok().flatten());
+            .and_then(|r| r.job(self.job.id).ok().flatten());
         job.as_ref().is_some_and(is_live)
     }
 }

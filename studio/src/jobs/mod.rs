@@ -2,7 +2,10 @@
 //! job at a time by default, each job a `semiclass` child process (a crash
 //! in training never takes the studio down).
 
+pub mod downloads;
 pub mod live;
 pub mod pages;
+pub mod run_files;
+pub mod run_parts;
 pub mod runner;
 mod state_files;

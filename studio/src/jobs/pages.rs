@@ -1,4 +1,4 @@
-//! The Jobs pages: the queue, one job with its live log, cancel, resume.
+//! The Jobs pages: the queue, one job's run page (live), cancel, resume.
 
 use std::sync::Arc;
 
@@ -8,8 +8,10 @@ use axum::response::Response;
 use maud::{Markup, html};
 use semiclass_registry::JobStatus;
 
-use super::live::{log_part, status_part};
+use super::live::{live_area, status_part};
+use super::run_parts::{curves_data, run_part};
 use super::runner::find;
+use crate::assets::{CURVES_PATH, UPLOT_CSS_PATH, UPLOT_PATH};
 use crate::datasets::pages::go_to;
 use crate::error::StudioError;
 use crate::layout::{Section, page, when};
@@ -49,23 +51,36 @@ fn status_badge(status: JobStatus) -> Markup {
     html! { span class={ "badge " (status.as_str()) } { (status.as_str()) } }
 }
 
-/// `GET /jobs/{id}`.
+/// `GET /jobs/{id}`: the run's page. Its status, then what the stream
+/// keeps current: the curves, the stage table, each model's summary and
+/// checkpoints, the log; then what it runs.
 pub async fn show(
     State(studio): State<Arc<Studio>>,
     Path(id): Path<i64>,
 ) -> Result<Markup, StudioError> {
-    let job = find(&studio.registry()?, id)?;
+    let registry = studio.registry()?;
+    let job = find(&registry, id)?;
+    let (curves, rows) = curves_data(&job);
+    let live = html! {
+        // Inside the stream's element: the status looks again when it says something.
+        (status_part(&job))
+        h2 { "Curves" }
+        div #curves .curves { p.hint.no-curves { "The curves start with the first logged step." } }
+        (curves)
+        (run_part(&registry, &job))
+    };
     Ok(page(
         &format!("Job {id}"),
         Section::Jobs,
         html! {
+            link rel="stylesheet" href=(UPLOT_CSS_PATH);
+            script src=(UPLOT_PATH) defer {}
+            script src=(CURVES_PATH) defer {}
             h1 { "Job " (id) ": " (job.title) }
-            (status_part(&job))
-            h2 { "Log " a.hint href={ "/jobs/" (id) "/log" } { "(whole file)" } }
-            (log_part(&job))
+            (live_area(&job, &rows, live))
             h2 { "Command" }
             pre.yaml { "semiclass " (job.args.join(" ")) }
-            h2 { "Configuration" }
+            h2 { "Configuration " a.hint href={ "/jobs/" (id) "/config.yaml" } download { "(download the YAML)" } }
             pre.yaml { (job.config) }
         },
     ))

@@ -7,13 +7,15 @@ use axum::extract::{Form, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::{Markup, html};
-use semiclass_registry::{DatasetRow, MarkRow};
+use semiclass_registry::{CheckpointRow, DatasetRow, MarkRow};
 use serde::Deserialize;
 
 use super::{Field, MODES, ResolvedTraining, TrainRequest, resolve_request, schema};
 use crate::datasets::pages::{find, go_to};
 use crate::error::StudioError;
+use crate::jobs::downloads::yaml_download;
 use crate::layout::{Section, page};
+use crate::marks::{current_checkpoints, describe};
 use crate::state::Studio;
 
 /// The fields offered as a choice of the zoo's models.
@@ -36,6 +38,10 @@ pub async fn new_training(
         .filter(|d| d.check_pass)
         .collect();
     let marks = registry.marks()?;
+    let teachers: Vec<CheckpointRow> = current_checkpoints(&registry)?
+        .into_iter()
+        .filter(|c| c.role == "large")
+        .collect();
     Ok(page(
         "New training",
         Section::Train,
@@ -45,7 +51,7 @@ pub async fn new_training(
                 p.card { "No dataset has passed its check yet: " a href="/datasets" { "add one" } " first." }
             } @else {
                 form.stack hx-post="/train/preview" hx-trigger="load, input delay:400ms, change" hx-target="#preview" {
-                    (head_fields(&datasets, query.dataset, &marks))
+                    (head_fields(&datasets, query.dataset, &marks, &teachers))
                     @for group in schema() {
                         fieldset {
                             legend { code { (group.name) } }
@@ -54,6 +60,8 @@ pub async fn new_training(
                     }
                     div.row {
                         button type="submit" hx-post="/train" hx-target="#preview" { "Queue the training" }
+                        // A plain form post: the answer is a file to save, not a fragment.
+                        button.secondary type="submit" formaction="/train/config.yaml" formmethod="post" { "Download the YAML" }
                         span.hint { "Defaults are shown; an empty field is chosen when the run starts." }
                     }
                 }
@@ -64,7 +72,12 @@ pub async fn new_training(
     ))
 }
 
-fn head_fields(datasets: &[DatasetRow], chosen: Option<i64>, marks: &[MarkRow]) -> Markup {
+fn head_fields(
+    datasets: &[DatasetRow],
+    chosen: Option<i64>,
+    marks: &[MarkRow],
+    teachers: &[CheckpointRow],
+) -> Markup {
     html! {
         fieldset {
             legend { "What to train" }
@@ -77,7 +90,11 @@ fn head_fields(datasets: &[DatasetRow], chosen: Option<i64>, marks: &[MarkRow]) 
                 }
             } }
             label { "teacher (mode small)" input type="text" name="teacher" list="marks" placeholder="checkpoint path or @nickname"; }
-            datalist #marks { @for m in marks { option value={ "@" (m.nickname) } { (m.checkpoint.model) } } }
+            // The marks, then the large checkpoints the registry's runs saved.
+            datalist #marks {
+                @for m in marks { option value={ "@" (m.nickname) } { (describe(&m.checkpoint)) } }
+                @for c in teachers { option value=(c.path.display()) { (describe(c)) } }
+            }
         }
     }
 }
@@ -160,4 +177,15 @@ pub async fn submit(
     let resolved = checked(&studio, &request)?;
     let id = studio.jobs.enqueue_training(&resolved)?;
     Ok(go_to(&headers, &format!("/jobs/{id}")))
+}
+
+/// `POST /train/config.yaml`: the resolved configuration as a file, or
+/// why it cannot be resolved.
+pub async fn config_yaml(
+    State(studio): State<Arc<Studio>>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, StudioError> {
+    let resolved = checked(&studio, &parse_form(pairs))?;
+    let name = format!("semiclass-{}.yaml", resolved.mode);
+    Ok(yaml_download(&name, resolved.yaml()))
 }

@@ -24,6 +24,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/datasets/upload"),
     ("POST", "/jobs/1/cancel"),
     ("POST", "/jobs/1/resume"),
+    ("GET", "/jobs/1/config.yaml"),
+    ("GET", "/jobs/1/files/checkpoints/best.safetensors"),
+    ("POST", "/train/config.yaml"),
+    ("GET", "/marks"),
+    ("POST", "/marks"),
+    ("POST", "/marks/unmark"),
     ("GET", "/no/such/page"),
 ];
 
@@ -96,6 +102,8 @@ async fn the_token_opens_a_strict_http_only_session() {
         .unwrap();
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    // Not `no-referrer`: browsers would send `Origin: null` with plain form posts.
+    assert_eq!(page.headers[header::REFERRER_POLICY], "same-origin");
 }
 
 #[tokio::test]

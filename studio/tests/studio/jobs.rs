@@ -9,7 +9,7 @@ use semiclass_registry::{JobRow, JobStatus};
 use crate::common::{TestStudio, add_dataset, semiclass_binary, two_class_dataset};
 
 /// Settings that train in seconds on a CPU (tests/e2e's).
-const TINY: &[(&str, &str)] = &[
+pub const TINY: &[(&str, &str)] = &[
     ("mode", "large"),
     ("large.epochs", "2"),
     ("large.ssl.epochs", "1"),
@@ -30,7 +30,7 @@ const LONGER: &[(&str, &str)] = &[
 ];
 
 /// Queues a tiny training on a new dataset (kept alive by the returned folder).
-async fn queue(t: &TestStudio, extra: &[(&str, &str)]) -> (i64, tempfile::TempDir) {
+pub async fn queue(t: &TestStudio, extra: &[(&str, &str)]) -> (i64, tempfile::TempDir) {
     assert!(
         semiclass_binary().is_file(),
         "{} is not built; run `cargo build -p semiclass-trainer` first",
@@ -57,7 +57,7 @@ fn job(t: &TestStudio, id: i64) -> JobRow {
 }
 
 /// Looks at the queue until `done` holds for the job (or fails after 5 minutes).
-fn wait_for(t: &TestStudio, id: i64, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
+pub fn wait_for(t: &TestStudio, id: i64, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
     let started = Instant::now();
     loop {
         t.studio.jobs.tick().unwrap();
@@ -74,7 +74,7 @@ fn wait_for(t: &TestStudio, id: i64, what: &str, done: impl Fn(&JobRow) -> bool)
     }
 }
 
-fn ended(row: &JobRow) -> bool {
+pub fn ended(row: &JobRow) -> bool {
     !matches!(row.status, JobStatus::Queued | JobStatus::Running)
 }
 
@@ -82,7 +82,7 @@ fn log_has(text: &'static str) -> impl Fn(&JobRow) -> bool {
     move |row| std::fs::read_to_string(&row.log_path).is_ok_and(|l| l.contains(text))
 }
 
-fn log(row: &JobRow) -> String {
+pub fn log(row: &JobRow) -> String {
     std::fs::read_to_string(&row.log_path).unwrap()
 }
 
@@ -112,6 +112,7 @@ async fn a_queued_training_runs_as_a_child_process_and_finishes() {
     assert!(events.body.contains("event: end"), "{}", events.body);
     let again = t.post_form(&format!("/jobs/{id}/cancel"), &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    crate::run_page::a_finished_run_shows_its_stages_summary_curves_and_checkpoints(&t, &row).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,8 +2,11 @@
 //! job queue running real `semiclass train` processes.
 
 mod access;
+mod browser;
 mod common;
 mod datasets;
 mod jobs;
+mod marks;
+mod run_page;
 mod train;
 mod upload;

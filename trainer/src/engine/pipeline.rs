@@ -12,6 +12,7 @@ use super::setup::RunDir;
 use super::stage::{ResumeInfo, Stage, StageContext, StageObserver, run_stage};
 use crate::baseline::Baseline;
 use crate::checkpoint::{load_state, load_weights, read_meta};
+use crate::metrics::summary::{self, StageSummary, Summary, SummaryError};
 use crate::nn::Network;
 
 /// The best checkpoint of a finished stage.
@@ -56,36 +57,29 @@ pub struct ModelOutcome {
 impl ModelOutcome {
     /// The outcome a finished pipeline recorded in `run`'s `summary.json`.
     pub fn read(run: &RunDir) -> Result<ModelOutcome, TrainError> {
-        let path = run.path.join(SUMMARY_FILE);
-        let bad = |message: String| TrainError::Resume(format!("{}: {message}", path.display()));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            bad(format!(
+        let summary = summary::read(&run.path).map_err(|e| match e {
+            SummaryError::Io { .. } => TrainError::Resume(format!(
                 "{e}; the model of this run did not finish, resume it instead"
-            ))
+            )),
+            parse => TrainError::Resume(parse.to_string()),
         })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let number = |key: &str| json.get(key).and_then(serde_json::Value::as_f64);
-        let best = json["best"]
-            .as_str()
-            .ok_or_else(|| bad("no best checkpoint".into()))?;
-        let test = number("test_top1").map(|top1| EvalResult {
+        let test = summary.test_top1.map(|top1| EvalResult {
             top1,
-            top5: number("test_top5").unwrap_or(f64::NAN),
+            top5: summary.test_top5.unwrap_or(f64::NAN),
             loss: f64::NAN,
-            count: number("test_images").unwrap_or(0.0) as usize,
+            count: summary.test_images.unwrap_or(0),
             confusion: Vec::new(),
             mistakes: Vec::new(),
             predictions: Vec::new(),
         });
         Ok(ModelOutcome {
-            best: PathBuf::from(best),
-            best_stage: json["best_stage"].as_str().unwrap_or_default().to_string(),
-            best_val_top1: number("val_top1").unwrap_or(f64::NAN),
+            best: summary.best,
+            best_stage: summary.best_stage,
+            best_val_top1: summary.val_top1.unwrap_or(f64::NAN),
             test,
             interrupted: false,
             stages: Vec::new(),
-            baseline: serde_json::from_value(json["baseline"].clone()).ok(),
+            baseline: summary.baseline,
         })
     }
 }
@@ -231,30 +225,34 @@ fn finish(
 /// `summary.json`: the result of the run directory, readable without the
 /// tool.
 fn write_summary(ctx: &StageContext, outcome: &ModelOutcome) -> Result<(), TrainError> {
-    let stages: Vec<serde_json::Value> = outcome
+    let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+    let stages = outcome
         .stages
         .iter()
-        .map(|s| {
-            serde_json::json!({"stage": s.name, "val_top1": s.val_top1, "best": s.best, "steps": s.steps})
+        .map(|s| StageSummary {
+            stage: s.name.clone(),
+            val_top1: finite(s.val_top1),
+            best: s.best.clone(),
+            steps: s.steps,
         })
         .collect();
-    let summary = serde_json::json!({
-        "best": outcome.best,
-        "best_stage": outcome.best_stage,
-        "val_top1": outcome.best_val_top1,
-        "test_top1": outcome.test.as_ref().map(|t| t.top1),
-        "test_top5": outcome.test.as_ref().map(|t| t.top5),
-        "test_images": outcome.test.as_ref().map(|t| t.count),
-        "baseline": outcome.baseline,
-        // What `data.flip: auto` decided (README "Mirror images").
-        "flip": ctx.data.transform.flip,
-        "stages": stages,
-    });
-    let path = ctx.run.path.join(SUMMARY_FILE);
-    let text = serde_json::to_string_pretty(&summary).expect("serialises");
-    semiclass_dataset::fsutil::write_atomic(&path, text.as_bytes())
-        .map_err(|source| TrainError::Io { path, source })
+    let written = summary::write(
+        &ctx.run.path,
+        &Summary {
+            best: outcome.best.clone(),
+            best_stage: outcome.best_stage.clone(),
+            val_top1: finite(outcome.best_val_top1),
+            test_top1: outcome.test.as_ref().map(|t| t.top1),
+            test_top5: outcome.test.as_ref().map(|t| t.top5),
+            test_images: outcome.test.as_ref().map(|t| t.count),
+            baseline: outcome.baseline.clone(),
+            // What `data.flip: auto` decided (README "Mirror images").
+            flip: Some(ctx.data.transform.flip),
+            stages,
+        },
+    );
+    written.map(drop).map_err(|e| match e {
+        SummaryError::Io { path, source } => TrainError::Io { path, source },
+        parse => TrainError::Resume(parse.to_string()),
+    })
 }
-
-/// The file a finished pipeline writes in its run directory.
-pub const SUMMARY_FILE: &str = "summary.json";

@@ -66,6 +66,8 @@ impl<'a> Recorder<'a> {
             .with("epoch", r.epoch)
             .with("step", self.offset + r.step)
             .with("lr", r.lr)
+            .with("stage_step", r.step)
+            .with("stage_steps", r.total_steps)
     }
 
     fn append(&mut self, row: &Row) {
