@@ -14,6 +14,7 @@ pub enum Section {
     Datasets,
     Train,
     Jobs,
+    Evals,
 }
 
 /// A page of the studio, with the navigation.
@@ -30,6 +31,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                     (link("/datasets", "Datasets", Section::Datasets))
                     (link("/train/new", "New training", Section::Train))
                     (link("/jobs", "Jobs", Section::Jobs))
+                    (link("/evals", "Evaluations", Section::Evals))
                 }
             }
             main { (body) }

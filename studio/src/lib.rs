@@ -12,6 +12,7 @@ pub mod access;
 mod assets;
 pub mod datasets;
 pub mod error;
+pub mod evals;
 pub mod jobs;
 mod layout;
 pub mod listen;
@@ -67,6 +68,14 @@ pub fn app(studio: Arc<Studio>) -> Router {
         .route("/jobs/{id}/events", get(jobs::live::events))
         .route("/jobs/{id}/cancel", post(jobs::pages::cancel))
         .route("/jobs/{id}/resume", post(jobs::pages::resume))
+        .route(
+            "/evals",
+            get(evals::pages::list)
+                .post(evals::pages::submit)
+                .layer(DefaultBodyLimit::max(evals::pages::MAX_LIST_BYTES)),
+        )
+        .route("/evals/{id}", get(evals::report::show))
+        .route("/evals/{id}/files/{name}", get(evals::report::file))
         .fallback(error::not_found)
         .layer(from_fn_with_state(studio.clone(), access::require_session))
         .layer(from_fn_with_state(studio.clone(), access::same_origin))

@@ -27,6 +27,29 @@ const STOP_WAIT: Duration = Duration::from_secs(120);
 const ORPHANED: &str =
     "the studio stopped while it ran; Resume continues from its last saved state";
 
+/// A `semiclass` command to run as a job.
+#[derive(Debug, Clone)]
+pub struct CommandJob {
+    /// `train`, `eval`, `export`: what the job pages show it as.
+    pub kind: &'static str,
+    pub title: String,
+    /// The command's arguments, without the global `--registry`.
+    pub args: Vec<String>,
+    /// What the job page shows as its configuration.
+    pub config: String,
+    /// The folder the command writes (a run, a report, a package folder).
+    pub out_dir: PathBuf,
+    /// Unique: names the job's log file.
+    pub name: String,
+}
+
+/// Nanoseconds since 1970: unique enough to name a job's files.
+pub fn unique_stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// A job this studio started and has not seen end.
 #[derive(Debug, Default)]
 struct Running {
@@ -68,16 +91,12 @@ impl JobRunner {
 
     /// Queues a checked training; returns the job's id.
     pub fn enqueue_training(&self, training: &ResolvedTraining) -> Result<i64, StudioError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("{}-{nanos}", training.mode);
+        let name = format!("{}-{}", training.mode, unique_stamp());
         let runs = self.data_dir.join("runs");
         let mut config = training.config.clone();
         config.run.dir = runs.clone();
         config.run.name = Some(name.clone());
-        let mut args = self.global_args();
-        args.extend(["train", "--mode", &training.mode].map(String::from));
+        let mut args = vec!["train".to_string(), "--mode".into(), training.mode.clone()];
         args.extend(["--data".into(), training.dataset.display().to_string()]);
         let own = [
             format!("run.dir={}", runs.display()),
@@ -86,14 +105,28 @@ impl JobRunner {
         for o in own.iter().chain(&training.overrides) {
             args.extend(["-o".to_string(), o.clone()]);
         }
-        let title = format!("{} on {}", training.mode, training.dataset.display());
-        let id = self.registry()?.enqueue_job(&NewJob {
+        self.enqueue(&CommandJob {
             kind: "train",
-            title: &title,
+            title: format!("{} on {}", training.mode, training.dataset.display()),
+            args,
+            config: semiclass_config::to_yaml(&config),
+            out_dir: runs.join(&name),
+            name,
+        })
+    }
+
+    /// Queues a `semiclass` command (its arguments after the global
+    /// `--registry`); returns the job's id.
+    pub fn enqueue(&self, job: &CommandJob) -> Result<i64, StudioError> {
+        let mut args = self.global_args();
+        args.extend(job.args.iter().cloned());
+        let id = self.registry()?.enqueue_job(&NewJob {
+            kind: job.kind,
+            title: &job.title,
             args: &args,
-            config: &semiclass_config::to_yaml(&config),
-            run_dir: &runs.join(&name),
-            log_path: &self.data_dir.join("logs").join(format!("{name}.log")),
+            config: &job.config,
+            run_dir: &job.out_dir,
+            log_path: &self.data_dir.join("logs").join(format!("{}.log", job.name)),
         })?;
         self.wake.notify_one();
         Ok(id)
@@ -181,10 +214,11 @@ impl JobRunner {
         Ok(())
     }
 
-    /// The arguments of this start: the job's own, or for a job queued
-    /// again, `train --resume` from the run's latest state.
+    /// The arguments of this start: the job's own, or for a training
+    /// queued again, `train --resume` from the run's latest state (any
+    /// other command simply runs again).
     fn arguments(&self, job: &JobRow) -> Result<Vec<String>, String> {
-        if !job.resume {
+        if !job.resume || job.kind != "train" {
             return Ok(job.args.clone());
         }
         let state = newest_state(&job.run_dir).ok_or_else(|| {

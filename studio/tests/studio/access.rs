@@ -24,6 +24,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/datasets/upload"),
     ("POST", "/jobs/1/cancel"),
     ("POST", "/jobs/1/resume"),
+    ("GET", "/evals"),
+    ("POST", "/evals"),
+    ("GET", "/evals/1"),
+    ("GET", "/evals/1/files/report.json"),
     ("GET", "/no/such/page"),
 ];
 

@@ -310,7 +310,7 @@ fn evaluate(
         epoch: meta.epoch,
     };
     let source = (items.root.clone(), items.shown.clone());
-    let report = EvalReport::new(checkpoint, source, &items.classes, &result, &paths);
+    let report = eval_report::build_report(checkpoint, source, &items.classes, &result, &paths);
     print!("{}", eval_report::table(&report));
     write_report(&report, items, out)?;
     Ok(report.summary(&std::path::absolute(out)?))
