@@ -15,6 +15,7 @@ pub enum Section {
     Train,
     Jobs,
     Evals,
+    Deploy,
 }
 
 /// A page of the studio, with the navigation.
@@ -32,6 +33,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                     (link("/train/new", "New training", Section::Train))
                     (link("/jobs", "Jobs", Section::Jobs))
                     (link("/evals", "Evaluations", Section::Evals))
+                    (link("/deploy", "Deploy", Section::Deploy))
                 }
             }
             main { (body) }

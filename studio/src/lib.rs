@@ -11,6 +11,7 @@
 pub mod access;
 mod assets;
 pub mod datasets;
+pub mod deploy;
 pub mod error;
 pub mod evals;
 pub mod jobs;
@@ -76,6 +77,25 @@ pub fn app(studio: Arc<Studio>) -> Router {
         )
         .route("/evals/{id}", get(evals::report::show))
         .route("/evals/{id}/files/{name}", get(evals::report::file))
+        .route("/deploy", get(deploy::pages::show))
+        .route("/deploy/export", post(deploy::pages::export))
+        .route(
+            "/deploy/packages/{name}/download",
+            get(deploy::pages::download),
+        )
+        .route("/deploy/serve", post(deploy::pages::start))
+        .route("/deploy/serve/stop", post(deploy::pages::stop))
+        .route("/deploy/tokens", post(deploy::pages::create_token))
+        .route(
+            "/deploy/tokens/{id}/revoke",
+            post(deploy::pages::revoke_token),
+        )
+        .route(
+            "/deploy/try",
+            get(deploy::tryout::form)
+                .post(deploy::tryout::predict)
+                .layer(DefaultBodyLimit::max(deploy::tryout::MAX_IMAGE_BYTES)),
+        )
         .fallback(error::not_found)
         .layer(from_fn_with_state(studio.clone(), access::require_session))
         .layer(from_fn_with_state(studio.clone(), access::same_origin))

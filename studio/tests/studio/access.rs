@@ -28,6 +28,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/evals"),
     ("GET", "/evals/1"),
     ("GET", "/evals/1/files/report.json"),
+    ("GET", "/deploy"),
+    ("POST", "/deploy/export"),
+    ("GET", "/deploy/packages/x/download"),
+    ("POST", "/deploy/serve"),
+    ("POST", "/deploy/serve/stop"),
+    ("POST", "/deploy/tokens"),
+    ("POST", "/deploy/tokens/x/revoke"),
+    ("GET", "/deploy/try"),
+    ("POST", "/deploy/try"),
     ("GET", "/no/such/page"),
 ];
 

@@ -4,6 +4,7 @@
 mod access;
 mod common;
 mod datasets;
+mod deploy;
 mod evals;
 mod jobs;
 mod train;
