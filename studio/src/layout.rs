@@ -56,6 +56,8 @@ fn shell(title: &str, body: Markup) -> Markup {
                 meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · semiclass studio" }
                 link rel="stylesheet" href=(STYLE_PATH);
+                // No icon: without this line every page asks for /favicon.ico (a 404).
+                link rel="icon" href="data:,";
                 script src=(HTMX_PATH) defer {}
                 script src=(HTMX_SSE_PATH) defer {}
             }

@@ -67,6 +67,8 @@ pub async fn predict(
         let role = format!("{:?}", state.models[id].manifest.model.role).to_lowercase();
         answers.push((role, answer));
     }
+    // The large model first, as the page reads left to right.
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(answers_part(&answers))
 }
 

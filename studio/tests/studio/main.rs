@@ -2,6 +2,7 @@
 //! job queue running real `semiclass train` processes.
 
 mod access;
+mod browser_deploy;
 mod common;
 mod datasets;
 mod deploy;
