@@ -32,6 +32,8 @@ export SEMICLASS_ORT_CUDA_DIR = $(shell test -f $(ORT_GPU_STAMP) && echo $(ORT_G
 MODEL_FIXTURES := $(CURDIR)/target/model-fixtures
 # playwright-core drives the try-out page in serving's tests (dev only).
 PAGE_TEST := serving/tests/page
+# ...and the studio's workflow in the studio's tests.
+STUDIO_PAGE_TEST := studio/tests/page
 # What the demo runs: the trainer, the SDK, the vendor's license tool, the server.
 DEMO_PACKAGES := -p semiclass-trainer -p semiclass-sdk -p semiclass-license-issuer -p semiclass-serve
 VENDOR := $(CURDIR)/data/vendor
@@ -67,10 +69,14 @@ ort-gpu: $(ORT_GPU_STAMP)
 
 setup: $(VENV_STAMP)
 	@scripts/system-deps.sh
-	@$(MAKE) --no-print-directory $(PAGE_TEST)/node_modules/.installed
+	@$(MAKE) --no-print-directory $(PAGE_TEST)/node_modules/.installed $(STUDIO_PAGE_TEST)/node_modules/.installed
 
 $(PAGE_TEST)/node_modules/.installed: $(PAGE_TEST)/package-lock.json
 	npm ci --prefix $(PAGE_TEST) --no-audit --no-fund --silent
+	touch $@
+
+$(STUDIO_PAGE_TEST)/node_modules/.installed: $(STUDIO_PAGE_TEST)/package-lock.json
+	npm ci --prefix $(STUDIO_PAGE_TEST) --no-audit --no-fund --silent
 	touch $@
 
 # The release binaries of the demo. The demo plays the vendor too: its license
