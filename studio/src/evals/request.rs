@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use semiclass_dataset::{CheckOptions, check_list, lists, report};
+use semiclass_dataset::{CheckOptions, Dataset, check_list, lists, report};
+use semiclass_manifest::checkpoint_file::read_meta;
 use semiclass_registry::{Registry, Resolved, resolve_checkpoint};
 
 use crate::datasets::pages::find;
@@ -72,8 +73,8 @@ impl EvalRequest {
                 dataset.path.display()
             )));
         }
-        let (on, source_args) = match &self.source {
-            EvalSourceChoice::Val => ("val".to_string(), split_args("val")),
+        let (on, source_args, classes) = match &self.source {
+            EvalSourceChoice::Val => ("val".to_string(), split_args("val"), labels(&dataset.path)?),
             EvalSourceChoice::Test => {
                 if !dataset.path.join(lists::TEST_FILE).is_file() {
                     return Err(StudioError::Invalid(format!(
@@ -81,15 +82,27 @@ impl EvalRequest {
                         dataset.path.display()
                     )));
                 }
-                ("test".to_string(), split_args("test"))
+                (
+                    "test".to_string(),
+                    split_args("test"),
+                    labels(&dataset.path)?,
+                )
             }
             EvalSourceChoice::List { saved, uploaded } => {
-                check_uploaded_list(&dataset.path, saved, uploaded)?;
-                let kept = keep_list(saved, uploaded)?;
-                let args = vec!["--list".to_string(), kept.display().to_string()];
-                (uploaded.clone(), args)
+                let classes = check_uploaded_list(&dataset.path, saved, uploaded)?;
+                (uploaded.clone(), Vec::new(), classes)
             }
         };
+        let meta = read_meta(&checkpoint.path).map_err(|e| StudioError::Invalid(e.to_string()))?;
+        if let Some(problem) = meta.class_count_problem(&dataset.path, &classes) {
+            return Err(StudioError::Invalid(problem));
+        }
+        let mut source_args = source_args;
+        if let EvalSourceChoice::List { saved, uploaded } = &self.source {
+            // Kept only now that nothing else can refuse the request.
+            let kept = keep_list(saved, uploaded)?;
+            source_args = vec!["--list".to_string(), kept.display().to_string()];
+        }
         let stem = checkpoint
             .path
             .file_stem()
@@ -124,13 +137,24 @@ fn split_args(split: &str) -> Vec<String> {
     vec!["--split".into(), split.into()]
 }
 
+/// The classes of the dataset at `root` (label.txt's, by id).
+fn labels(root: &Path) -> Result<Vec<String>, StudioError> {
+    Ok(Dataset::open(root)
+        .map_err(|e| StudioError::Invalid(e.to_string()))?
+        .classes)
+}
+
 /// The list check `semiclass eval --list` runs; its problems name the
-/// list as it was uploaded.
-fn check_uploaded_list(root: &Path, saved: &Path, uploaded: &str) -> Result<(), StudioError> {
+/// list as it was uploaded. The dataset's classes when it passes.
+fn check_uploaded_list(
+    root: &Path,
+    saved: &Path,
+    uploaded: &str,
+) -> Result<Vec<String>, StudioError> {
     let checked = check_list(root, saved, &CheckOptions::default(), &())
         .map_err(|e| StudioError::Invalid(e.to_string()))?;
     if checked.check_pass {
-        return Ok(());
+        return Ok(checked.class_names);
     }
     let stored = saved.display().to_string();
     let mut lines = vec![format!(

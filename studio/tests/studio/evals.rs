@@ -50,11 +50,22 @@ pub async fn post_multipart(t: &TestStudio, path: &str, body: Vec<u8>) -> Answer
     t.send(request, Body::from(body)).await
 }
 
-/// A checkpoint file the registry recorded (not a real model: enough for
-/// the form's checks, which never load it).
-fn recorded_checkpoint(t: &TestStudio) -> PathBuf {
-    let path = t.dir.path().join("best.safetensors");
-    std::fs::write(&path, b"recorded checkpoint bytes").unwrap();
+/// A checkpoint file of `classes` classes that the registry recorded: its
+/// metadata as the trainer writes it, one token tensor (the form's checks
+/// read only the metadata).
+pub fn recorded_checkpoint(t: &TestStudio, classes: usize) -> PathBuf {
+    use semiclass_manifest::checkpoint::CheckpointMeta;
+    use semiclass_manifest::checkpoint_file::{META_KEY, serialize_sorted};
+    let path = t.dir.path().join(format!("best-{classes}.safetensors"));
+    let names = (0..classes).map(|c| format!("c{c}")).collect();
+    let preprocess = semiclass_manifest::PreprocessSpec::for_input(32, [0.5; 3], [0.5; 3]);
+    let meta = CheckpointMeta::untrained("resnet18", names, 32, preprocess, "supervised");
+    let metadata = BTreeMap::from([(META_KEY.to_string(), serde_json::to_string(&meta).unwrap())]);
+    let bytes = 0f32.to_le_bytes();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &bytes).unwrap();
+    let tensors = vec![("fc.bias".to_string(), view)];
+    std::fs::write(&path, serialize_sorted(&path, tensors, metadata).unwrap()).unwrap();
     let path = path.canonicalize().unwrap();
     let sha256 = semiclass_registry::sha256_file(&path).unwrap();
     t.registry()
@@ -96,7 +107,7 @@ async fn bad_requests_are_refused_with_the_reason_and_queue_nothing() {
     let t = TestStudio::logged_in().await;
     let data = two_class_dataset();
     let dataset = add_dataset(&t, data.path()).await.to_string();
-    let checkpoint = recorded_checkpoint(&t);
+    let checkpoint = recorded_checkpoint(&t, 2);
     let ckpt = checkpoint.to_str().unwrap();
 
     let unknown = t.dir.path().join("other.safetensors");
@@ -150,6 +161,29 @@ async fn bad_requests_are_refused_with_the_reason_and_queue_nothing() {
     let answer = post_multipart(&t, "/evals", multipart(&form, None)).await;
     assert_refused(&t, &answer, "choose a list file");
 
+    // Weights of three classes on a dataset of two: the CLI's message.
+    let other = recorded_checkpoint(&t, 3);
+    let form = [
+        ("checkpoint", other.to_str().unwrap()),
+        ("dataset", &dataset),
+        ("source", "val"),
+    ];
+    let answer = post_multipart(&t, "/evals", multipart(&form, None)).await;
+    assert_refused(
+        &t,
+        &answer,
+        "label.txt defines 2 classes but the checkpoint was trained on 3",
+    );
+    let list = b"images/v0.png 0\n";
+    let file = Some(("list", "fine.txt", &list[..]));
+    let form = [
+        ("checkpoint", other.to_str().unwrap()),
+        ("dataset", &dataset),
+        ("source", "list"),
+    ];
+    let answer = post_multipart(&t, "/evals", multipart(&form, file)).await;
+    assert_refused(&t, &answer, "trained on 3");
+
     // A list with a bad line: the CLI's check, its file:line, nothing kept.
     let list = b"images/v0.png 0\nimages/v1.png 7\n../outside.png 0\n";
     let file = Some(("list", "mine.txt", &list[..]));
@@ -169,7 +203,7 @@ async fn a_good_list_is_kept_and_queued_as_a_semiclass_eval_job() {
     let t = TestStudio::logged_in().await;
     let data = two_class_dataset();
     let dataset = add_dataset(&t, data.path()).await.to_string();
-    let checkpoint = recorded_checkpoint(&t);
+    let checkpoint = recorded_checkpoint(&t, 2);
     let list = b"images/v0.png 0\nimages/v1.png 1\n";
     let form = [
         ("checkpoint", checkpoint.to_str().unwrap()),

@@ -165,13 +165,8 @@ fn check_classes(meta: &CheckpointMeta, items: &Items) -> anyhow::Result<()> {
     if items.entries.is_empty() {
         bail!("{}: no images to evaluate on", items.shown);
     }
-    if items.classes.len() != meta.num_classes {
-        bail!(
-            "{}: label.txt defines {} classes but the checkpoint was trained on {}; evaluate it on a dataset with its classes",
-            items.root.display(),
-            items.classes.len(),
-            meta.num_classes
-        );
+    if let Some(problem) = meta.class_count_problem(&items.root, &items.classes) {
+        bail!("{problem}");
     }
     if items.classes != meta.class_names {
         eprintln!(
