@@ -14,7 +14,7 @@ use super::packages::{self, PackageEntry};
 use super::serving::ServedView;
 use crate::datasets::pages::go_to;
 use crate::error::StudioError;
-use crate::evals::pages::checkpoint_choices;
+use crate::evals::pages::{checkpoint_choices, jobs_in_flight};
 use crate::layout::{Section, page, when};
 use crate::state::Studio;
 
@@ -38,6 +38,7 @@ pub async fn show(State(studio): State<Arc<Studio>>) -> Result<Markup, StudioErr
             h1 { "Deploy" }
             h2 { "Export" }
             (export_form(&choices))
+            (jobs_in_flight(&studio.registry()?, "export")?)
             h2 { "Packages" }
             (packages_table(&listed))
             h2 { "Serving" }

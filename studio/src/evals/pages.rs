@@ -11,7 +11,7 @@ use axum::extract::{Multipart, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::{Markup, html};
-use semiclass_registry::{CheckpointRow, EvalRow, EvalSource, EvalStatus, Registry};
+use semiclass_registry::{CheckpointRow, EvalRow, EvalSource, EvalStatus, JobStatus, Registry};
 use serde::Deserialize;
 
 use super::{EvalRequest, EvalSourceChoice};
@@ -70,6 +70,7 @@ pub async fn list(
         html! {
             h1 { "Evaluations" }
             (new_form(&registry, query.checkpoint.as_deref())?)
+            (jobs_in_flight(&registry, "eval")?)
             h2 { "History" }
             @if evals.is_empty() {
                 p.hint { "No evaluation yet." }
@@ -78,6 +79,25 @@ pub async fn list(
             }
         },
     ))
+}
+
+/// The queued and running jobs of `kind`, linked to their pages (their
+/// results appear here once they end).
+pub fn jobs_in_flight(registry: &Registry, kind: &str) -> Result<Markup, StudioError> {
+    let jobs: Vec<_> = registry
+        .jobs()?
+        .into_iter()
+        .filter(|j| j.kind == kind && matches!(j.status, JobStatus::Queued | JobStatus::Running))
+        .collect();
+    Ok(html! {
+        @if !jobs.is_empty() {
+            ul.card #in-flight {
+                @for j in &jobs {
+                    li { span class={ "badge " (j.status.as_str()) } { (j.status.as_str()) } " " a href={ "/jobs/" (j.id) } { (j.title) } }
+                }
+            }
+        }
+    })
 }
 
 fn history(evals: &[EvalRow], sort: &str, ascending: bool) -> Markup {

@@ -20,16 +20,11 @@ use crate::layout::{Section, page, when};
 use crate::state::Studio;
 
 pub fn find_eval(studio: &Studio, id: i64) -> Result<EvalRow, StudioError> {
-    studio
-        .registry()?
-        .evals(None)?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or_else(|| {
-            StudioError::NotFound(format!(
-                "no evaluation {id}; the Evaluations page lists them"
-            ))
-        })
+    studio.registry()?.eval(id)?.ok_or_else(|| {
+        StudioError::NotFound(format!(
+            "no evaluation {id}; the Evaluations page lists them"
+        ))
+    })
 }
 
 /// `GET /evals/{id}`.

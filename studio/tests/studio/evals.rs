@@ -245,6 +245,14 @@ async fn a_good_list_is_kept_and_queued_as_a_semiclass_eval_job() {
     assert_eq!(std::fs::read(&kept).unwrap(), list);
     assert_eq!(PathBuf::from(at("--out")), job.run_dir);
     assert_eq!(answer.headers["hx-redirect"], format!("/jobs/{}", job.id));
+    // Until it runs, the Evaluations page shows it queued.
+    let page = t.get("/evals").await;
+    assert!(
+        page.body.contains(&format!("href=\"/jobs/{}\"", job.id)),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("badge queued"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -362,5 +370,52 @@ async fn an_evaluation_runs_and_its_report_page_shows_what_the_cli_wrote() {
         history
             .body
             .contains(&format!("href=\"/evals/{}\"", eval.id))
+    );
+}
+
+#[tokio::test]
+async fn the_history_sorts_by_the_column_asked_for() {
+    use semiclass_registry::{EvalSource, NewEval};
+    let t = TestStudio::logged_in().await;
+    let checkpoint = recorded_checkpoint(&t, 2);
+    let mut registry = t.registry();
+    let id = registry.checkpoints().unwrap()[0].id;
+    let source = EvalSource::Split("test".into());
+    let mut ids = Vec::new();
+    for top1 in [0.25, 0.75, 0.5] {
+        let eval = registry
+            .begin_eval(&NewEval {
+                checkpoint_id: id,
+                dataset: t.dir.path(),
+                source: &source,
+                out_dir: t.dir.path(),
+            })
+            .unwrap();
+        registry
+            .finish_eval(
+                eval,
+                &serde_json::json!({"top1": top1, "top5": 1.0, "count": 8}),
+            )
+            .unwrap();
+        ids.push(eval);
+    }
+    let order = |body: &str| -> Vec<i64> {
+        ids.iter()
+            .map(|id| (body.find(&format!("href=\"/evals/{id}\"")).unwrap(), *id))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect()
+    };
+    let up = t.get("/evals?sort=top1&dir=asc").await;
+    assert_eq!(up.status, StatusCode::OK, "{}", up.body);
+    assert_eq!(order(&up.body), [ids[0], ids[2], ids[1]]);
+    let down = t.get("/evals?sort=top1&dir=desc").await;
+    assert_eq!(order(&down.body), [ids[1], ids[2], ids[0]]);
+    assert!(down.body.contains("75.00%") && down.body.contains(&checkpoint.display().to_string()));
+    // The heading of the sorted column turns the order around.
+    assert!(
+        down.body.contains("href=\"/evals?sort=top1&amp;dir=asc\""),
+        "{}",
+        down.body
     );
 }
