@@ -14,6 +14,7 @@ pub mod datasets;
 pub mod deploy;
 pub mod error;
 pub mod evals;
+pub mod job_results;
 pub mod jobs;
 mod layout;
 pub mod listen;
@@ -77,6 +78,7 @@ pub fn app(studio: Arc<Studio>) -> Router {
         )
         .route("/evals/{id}", get(evals::report::show))
         .route("/evals/{id}/files/{name}", get(evals::report::file))
+        .route("/jobs/{id}/result", get(job_results::result))
         .route("/deploy", get(deploy::pages::show))
         .route("/deploy/export", post(deploy::pages::export))
         .route(

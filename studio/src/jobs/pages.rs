@@ -67,6 +67,7 @@ pub async fn show(
             pre.yaml { "semiclass " (job.args.join(" ")) }
             h2 { "Configuration" }
             pre.yaml { (job.config) }
+            (crate::job_results::result_part(&studio, &job))
         },
     ))
 }

@@ -42,6 +42,8 @@ export function deploySteps(url, dataset) {
       await jobFinishes(page, 60000);
       const log = await page.textContent("main");
       expect(/top-1/.test(log), `the evaluation printed no top-1:\n${log.slice(-800)}`);
+      // The job's page links the report once it finished.
+      await page.waitForSelector("#job-result a:has-text('evaluation report')", { timeout: 10000 });
     }],
 
     ["eval-report", async ({ page }) => {
@@ -66,6 +68,7 @@ export function deploySteps(url, dataset) {
         await page.selectOption("#export-form select[name=target]", "cpu-x86_64");
         await page.click("#export-form button:has-text('Export')");
         await jobFinishes(page, 60000);
+        await page.waitForSelector("#job-result a:has-text('Download')", { timeout: 10000 });
       }
     }],
 

@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/evals"),
     ("GET", "/evals/1"),
     ("GET", "/evals/1/files/report.json"),
+    ("GET", "/jobs/1/result"),
     ("GET", "/deploy"),
     ("POST", "/deploy/export"),
     ("GET", "/deploy/packages/x/download"),

@@ -175,6 +175,12 @@ async fn an_exported_package_downloads_serves_and_answers_an_image() {
     let page = t.get("/deploy").await;
     let link = format!("/deploy/packages/{name}/download");
     assert!(page.body.contains(&link), "{}", page.body);
+    let job_page = t.get(&format!("/jobs/{id}/result")).await;
+    assert!(
+        job_page.body.contains(&link),
+        "the job links its package: {}",
+        job_page.body
+    );
     let zip = t.get(&link).await;
     assert_eq!(zip.status, StatusCode::OK);
     assert_eq!(zip.headers["content-type"], "application/zip");

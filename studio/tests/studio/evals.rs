@@ -364,6 +364,10 @@ async fn an_evaluation_runs_and_its_report_page_shows_what_the_cli_wrote() {
         .await;
     assert_eq!(png.status, StatusCode::OK);
     assert_eq!(png.headers[header::CONTENT_TYPE], "image/png");
+    // The job's page links the report once it finished.
+    let link = format!("href=\"/evals/{}\"", eval.id);
+    let job_page = t.get(&format!("/jobs/{id}")).await;
+    assert!(job_page.body.contains(&link), "{}", job_page.body);
     let history = t.get("/evals?sort=top1&dir=asc").await;
     assert!(history.body.contains(&top1), "{}", history.body);
     assert!(
