@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use semiclass_manifest::package::PackageManifest;
-use semiclass_package::Package;
+use semiclass_package::read_manifest;
 
 use crate::error::StudioError;
 use crate::state::Studio;
@@ -14,7 +14,7 @@ use crate::state::Studio;
 pub struct PackageEntry {
     pub name: String,
     pub zip: PathBuf,
-    /// The manifest, or why the package cannot be used.
+    /// The manifest, or why the package cannot be described.
     pub manifest: Result<PackageManifest, String>,
 }
 
@@ -32,9 +32,8 @@ pub fn list(studio: &Studio) -> Vec<PackageEntry> {
         .filter_map(|folder| {
             let name = folder.file_name().to_str()?.to_string();
             let zip = zip_in(&folder.path())?;
-            let manifest = Package::open(&zip)
-                .map(|p| p.manifest)
-                .map_err(|e| e.to_string());
+            // Described, not loaded: serving opens it with every file verified.
+            let manifest = read_manifest(&zip).map_err(|e| e.to_string());
             Some(PackageEntry {
                 name,
                 zip,

@@ -44,7 +44,7 @@ pub async fn show(State(studio): State<Arc<Studio>>) -> Result<Markup, StudioErr
             h2 { "Serving" }
             (serving_card(&listed, served.as_ref()))
             h2 { "Access tokens" }
-            (tokens_card(&studio)?)
+            (tokens_card(&studio))
         },
     ))
 }
@@ -132,12 +132,14 @@ fn serving_card(listed: &[PackageEntry], served: Option<&ServedView>) -> Markup 
     }
 }
 
-fn tokens_card(studio: &Studio) -> Result<Markup, StudioError> {
+fn tokens_card(studio: &Studio) -> Markup {
     let store = studio.serving.token_store();
-    let records = store
-        .read()
-        .map_err(|e| StudioError::Internal(e.to_string()))?;
-    Ok(html! {
+    let records = match store.read() {
+        Ok(records) => records,
+        // The rest of the page still works; the card says what to fix.
+        Err(e) => return html! { div.problems #tokens role="alert" { p { (e) } } },
+    };
+    html! {
         div.card #tokens {
             p.hint { "The API's tokens, kept hashed in " code { (store.path().display()) } " (the file " code { "semiclass-serve --tokens" } " reads); a new token is shown once." }
             @if !records.is_empty() {
@@ -160,7 +162,7 @@ fn tokens_card(studio: &Studio) -> Result<Markup, StudioError> {
             }
             div #new-token {}
         }
-    })
+    }
 }
 
 /// `POST /deploy/export`: queue the export; its job page follows.

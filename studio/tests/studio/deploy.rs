@@ -144,6 +144,13 @@ async fn a_token_is_shown_once_and_kept_hashed() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert!(!semiclass_serve::tokens::active_tokens(&store.read().unwrap()).verify(&token));
+    // A token file others can read: the page says so, and still works.
+    use std::os::unix::fs::PermissionsExt;
+    let file = t.dir.path().join("studio/serve-tokens.json");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let page = t.get("/deploy").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("chmod 600"), "{}", page.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
