@@ -207,9 +207,10 @@ impl JobRunner {
             }
         };
         let runner = self.clone();
+        let training = job.kind == "train";
         std::thread::Builder::new()
             .name(format!("job-{}", job.id))
-            .spawn(move || runner.supervise(job.id, &args, log, &entry))
+            .spawn(move || runner.supervise((job.id, training), &args, log, &entry))
             .map_err(|e| StudioError::Internal(format!("cannot start a thread for a job: {e}")))?;
         Ok(())
     }
@@ -243,7 +244,7 @@ impl JobRunner {
     /// how it ended. The child gets SIGTERM if this thread dies with the
     /// studio (PR_SET_PDEATHSIG), which makes `semiclass train` save a
     /// resumable state.
-    fn supervise(&self, id: i64, args: &[String], log: File, entry: &Running) {
+    fn supervise(&self, (id, training): (i64, bool), args: &[String], log: File, entry: &Running) {
         let status = match self.spawn(args, log) {
             Ok(mut child) => {
                 entry.pid.store(child.id(), Ordering::SeqCst);
@@ -262,7 +263,7 @@ impl JobRunner {
             }
             Err(e) => Err(format!("cannot start {}: {e}", self.program.display())),
         };
-        let (to, message) = outcome(status, entry.cancel.load(Ordering::SeqCst));
+        let (to, message) = outcome(status, entry.cancel.load(Ordering::SeqCst), training);
         self.finish(id, to, message.as_deref());
     }
 
@@ -373,18 +374,25 @@ pub fn find(registry: &Registry, id: i64) -> Result<JobRow, StudioError> {
         .ok_or_else(|| StudioError::NotFound(format!("no job {id}; the Jobs page lists them")))
 }
 
-/// How a process's end is recorded.
-fn outcome(status: Result<ExitStatus, String>, cancelled: bool) -> (JobStatus, Option<String>) {
+/// How a process's end is recorded; `training`: a `semiclass train`,
+/// which saves a state to resume from when stopped.
+fn outcome(
+    status: Result<ExitStatus, String>,
+    cancelled: bool,
+    training: bool,
+) -> (JobStatus, Option<String>) {
+    let resume = if training {
+        "Resume continues from its last saved state"
+    } else {
+        "Resume runs it again"
+    };
     match status {
         Ok(s) if s.success() => (JobStatus::Finished, None),
-        Ok(_) if cancelled => (
-            JobStatus::Cancelled,
-            Some("cancelled; Resume continues from its last saved state".into()),
-        ),
+        Ok(_) if cancelled => (JobStatus::Cancelled, Some(format!("cancelled; {resume}"))),
         // 130: `semiclass train` saved its state after SIGINT/SIGTERM.
         Ok(s) if s.code() == Some(130) || s.code().is_none() => (
             JobStatus::Interrupted,
-            Some("stopped by a signal; Resume continues from its last saved state".into()),
+            Some(format!("stopped by a signal; {resume}")),
         ),
         Ok(s) => (
             JobStatus::Failed,
@@ -421,4 +429,32 @@ fn process_alive(pid: u32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks.
     let result = unsafe { libc::kill(pid as libc::pid_t, 0) };
     result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn only_a_training_is_said_to_resume_from_its_state() {
+        let term = || Ok(ExitStatus::from_raw(libc::SIGTERM));
+        let (to, message) = outcome(term(), true, true);
+        assert_eq!(to, JobStatus::Cancelled);
+        assert!(message.unwrap().contains("last saved state"));
+        let (to, message) = outcome(term(), false, false);
+        assert_eq!(to, JobStatus::Interrupted);
+        assert_eq!(
+            message.unwrap(),
+            "stopped by a signal; Resume runs it again"
+        );
+        let (to, message) = outcome(Ok(ExitStatus::from_raw(1 << 8)), false, false);
+        assert_eq!(to, JobStatus::Failed);
+        assert!(message.unwrap().contains("exit status: 1"));
+        assert_eq!(
+            outcome(Ok(ExitStatus::from_raw(0)), true, false).0,
+            JobStatus::Finished
+        );
+    }
 }
