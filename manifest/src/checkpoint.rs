@@ -81,6 +81,24 @@ pub struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
+    /// Why the dataset at `dataset` with `classes` (label.txt's, by id)
+    /// cannot be evaluated with these weights: its number of classes
+    /// differs. The names may differ (ids are compared).
+    pub fn class_count_problem(
+        &self,
+        dataset: &std::path::Path,
+        classes: &[String],
+    ) -> Option<String> {
+        (classes.len() != self.num_classes).then(|| {
+            format!(
+                "{}: label.txt defines {} classes but the checkpoint was trained on {}; evaluate it on a dataset with its classes",
+                dataset.display(),
+                classes.len(),
+                self.num_classes
+            )
+        })
+    }
+
     /// Metadata of weights that were not trained (random initialisation, for
     /// benchmarks and tests): a small model at step 0 of stage `stage`, no
     /// metrics, stamped now.

@@ -1,5 +1,5 @@
 //! Types that travel between the trainer, the exporter, the server and the
-//! SDK inside files (checkpoint metadata, package manifests), and the
+//! SDK inside files (checkpoint metadata, package manifests, evaluation reports), and the
 //! read side of checkpoint files. Plain data with serde; nothing here needs
 //! a tensor library. Also the one-line error report every semiclass program
 //! prints ([`error_line`]).
@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod checkpoint_file;
 mod error_line;
+pub mod eval_report;
 pub mod package;
 mod preprocess;
 pub mod quantization;

@@ -123,6 +123,12 @@ impl Registry {
         Ok(rows)
     }
 
+    /// Every recorded checkpoint version, the latest first (the studio's
+    /// pickers).
+    pub fn checkpoints(&self) -> Result<Vec<CheckpointRow>, RegistryError> {
+        self.checkpoints_where("?1", &true)
+    }
+
     fn checkpoints_where(
         &self,
         condition: &str,
@@ -182,5 +188,11 @@ pub(crate) mod tests {
         assert_eq!(versions[0].metrics["val_top1"], 0.75);
         assert_eq!(reg.checkpoint(a).unwrap().unwrap().sha256, "aa");
         assert!(reg.checkpoint(999).unwrap().is_none());
+        let other = Path::new("/runs/tiny/checkpoints/best.safetensors");
+        let c = reg
+            .record_checkpoint(&checkpoint(other, "cc", &m1))
+            .unwrap();
+        let all: Vec<i64> = reg.checkpoints().unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(all, [c, b, a]);
     }
 }

@@ -140,18 +140,30 @@ impl Registry {
     /// Evaluation tasks, the latest first; only those of the checkpoint
     /// file at `path` (every version of it) when given.
     pub fn evals(&self, path: Option<&Path>) -> Result<Vec<EvalRow>, RegistryError> {
+        self.evals_where("?1 IS NULL OR c.path = ?1", &path.map(path_text))
+    }
+
+    /// The evaluation task with this id.
+    pub fn eval(&self, id: i64) -> Result<Option<EvalRow>, RegistryError> {
+        Ok(self.evals_where("e.id = ?1", &id)?.into_iter().next())
+    }
+
+    fn evals_where(
+        &self,
+        condition: &str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<Vec<EvalRow>, RegistryError> {
         let columns = checkpoints::COLUMNS;
         let sql = format!(
             "SELECT e.id, e.dataset, e.split, e.list_file, e.status, e.metrics, e.out_dir,
                     e.message, e.started, e.ended, {columns}
              FROM eval_tasks e JOIN checkpoints c ON c.id = e.checkpoint_id
-             WHERE ?1 IS NULL OR c.path = ?1
+             WHERE {condition}
              ORDER BY e.started DESC, e.id DESC"
         );
-        let path = path.map(path_text);
         let query = || -> rusqlite::Result<Vec<EvalRow>> {
             let mut stmt = self.reader().prepare(&sql)?;
-            stmt.query_map([&path], eval_row)?.collect()
+            stmt.query_map([value], eval_row)?.collect()
         };
         query().map_err(|e| self.sql(e))
     }
@@ -202,5 +214,7 @@ mod tests {
         assert!(by_id(second).message.as_deref().unwrap().contains("decode"));
         assert_eq!(by_id(second).checkpoint.sha256, "aa");
         assert_eq!(reg.evals(None).unwrap().len(), 3);
+        assert_eq!(reg.eval(second).unwrap().as_ref(), Some(by_id(second)));
+        assert_eq!(reg.eval(999).unwrap(), None);
     }
 }

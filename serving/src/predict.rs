@@ -134,9 +134,39 @@ pub async fn predict(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (images, body_topk) = read_images(request, &state).await?;
     let topk = check_topk(body_topk.or(query.topk), model.batcher.classes())?;
+    answer_images(&state, (id, &model), images, topk)
+        .await
+        .map(Json)
+}
+
+/// One image through model `id` exactly as the predict route runs it (the
+/// same preprocessing, batching and top-k), for a caller in this process:
+/// the studio's try-out page.
+pub async fn predict_image(
+    state: &Arc<AppState>,
+    id: &str,
+    image: Bytes,
+    topk: usize,
+) -> Result<PredictResponse, ApiError> {
+    let model = state
+        .models
+        .get(id)
+        .cloned()
+        .ok_or(ApiError::UnknownModel { id: id.to_string() })?;
+    let topk = check_topk(Some(topk), model.batcher.classes())?;
+    answer_images(state, (id.to_string(), &model), vec![image], topk).await
+}
+
+/// Preprocesses, infers and ranks `images`; the latency counts from here.
+async fn answer_images(
+    state: &Arc<AppState>,
+    (id, model): (String, &Arc<Model>),
+    images: Vec<Bytes>,
+    topk: usize,
+) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
     check_request_pixels(&images, &state.limits).await?;
-    let pending = submit_all(&state, &model, images).await?;
+    let pending = submit_all(state, model, images).await?;
     let mut predictions = Vec::with_capacity(pending.len());
     for (index, answer) in pending.into_iter().enumerate() {
         let logits = answer
@@ -146,11 +176,11 @@ pub async fn predict(
         let top = top_k(&logits, topk, &model.manifest.model.class_names);
         predictions.push(ImagePrediction { index, top });
     }
-    Ok(Json(PredictResponse {
+    Ok(PredictResponse {
         model: id,
         predictions,
         latency_ms: started.elapsed().as_secs_f64() * 1e3,
-    }))
+    })
 }
 
 /// Refuses a request whose images' headers declare more pixels together

@@ -15,6 +15,8 @@ pub enum Section {
     Train,
     Jobs,
     Marks,
+    Evals,
+    Deploy,
 }
 
 /// A page of the studio, with the navigation.
@@ -32,6 +34,8 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                     (link("/train/new", "New training", Section::Train))
                     (link("/jobs", "Jobs", Section::Jobs))
                     (link("/marks", "Marks", Section::Marks))
+                    (link("/evals", "Evaluations", Section::Evals))
+                    (link("/deploy", "Deploy", Section::Deploy))
                 }
             }
             main { (body) }

@@ -12,7 +12,10 @@
 pub mod access;
 mod assets;
 pub mod datasets;
+pub mod deploy;
 pub mod error;
+pub mod evals;
+pub mod job_results;
 pub mod jobs;
 mod layout;
 pub mod listen;
@@ -74,6 +77,34 @@ pub fn app(studio: Arc<Studio>) -> Router {
         .route("/jobs/{id}/files/{*path}", get(jobs::downloads::run_file))
         .route("/marks", get(marks::pages::list).post(marks::pages::mark))
         .route("/marks/unmark", post(marks::pages::unmark))
+        .route(
+            "/evals",
+            get(evals::pages::list)
+                .post(evals::pages::submit)
+                .layer(DefaultBodyLimit::max(evals::pages::MAX_LIST_BYTES)),
+        )
+        .route("/evals/{id}", get(evals::report::show))
+        .route("/evals/{id}/files/{name}", get(evals::report::file))
+        .route("/jobs/{id}/result", get(job_results::result))
+        .route("/deploy", get(deploy::pages::show))
+        .route("/deploy/export", post(deploy::pages::export))
+        .route(
+            "/deploy/packages/{name}/download",
+            get(deploy::pages::download),
+        )
+        .route("/deploy/serve", post(deploy::pages::start))
+        .route("/deploy/serve/stop", post(deploy::pages::stop))
+        .route("/deploy/tokens", post(deploy::pages::create_token))
+        .route(
+            "/deploy/tokens/{id}/revoke",
+            post(deploy::pages::revoke_token),
+        )
+        .route(
+            "/deploy/try",
+            get(deploy::tryout::form)
+                .post(deploy::tryout::predict)
+                .layer(DefaultBodyLimit::max(deploy::tryout::MAX_IMAGE_BYTES)),
+        )
         .fallback(error::not_found)
         .layer(from_fn_with_state(studio.clone(), access::require_session))
         .layer(from_fn_with_state(studio.clone(), access::same_origin))

@@ -104,6 +104,10 @@ pub async fn serve(
         .await
         .map_err(|e| StudioError::Internal(format!("{addr}: {e}")))?;
     queue.abort();
+    // The packages it served: requests in flight finish first.
+    if studio.serving.stop().await.is_ok() {
+        println!("stopped serving");
+    }
     let stopped = tokio::task::spawn_blocking(move || runner.stop_all())
         .await
         .unwrap_or(0);

@@ -32,6 +32,8 @@ pub struct Studio {
     pub data_dir: PathBuf,
     pub access: Access,
     pub jobs: Arc<JobRunner>,
+    /// Packages served from the studio (the Deploy page).
+    pub serving: crate::deploy::serving::Serving,
 }
 
 impl Studio {
@@ -51,7 +53,9 @@ impl Studio {
         // Opening once now reports a bad registry at start, not at the first page.
         Registry::open(&options.registry)?;
         let jobs = JobRunner::new(options, &data_dir);
+        let serving = crate::deploy::serving::Serving::new(data_dir.join("serve-tokens.json"));
         Ok(Arc::new(Studio {
+            serving,
             registry_path: options.registry.clone(),
             data_dir,
             access: Access::new(token),

@@ -82,6 +82,7 @@ pub async fn show(
             pre.yaml { "semiclass " (job.args.join(" ")) }
             h2 { "Configuration " a.hint href={ "/jobs/" (id) "/config.yaml" } download { "(download the YAML)" } }
             pre.yaml { (job.config) }
+            (crate::job_results::result_part(&studio, &job))
         },
     ))
 }

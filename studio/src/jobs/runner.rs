@@ -27,6 +27,29 @@ const STOP_WAIT: Duration = Duration::from_secs(120);
 const ORPHANED: &str =
     "the studio stopped while it ran; Resume continues from its last saved state";
 
+/// A `semiclass` command to run as a job.
+#[derive(Debug, Clone)]
+pub struct CommandJob {
+    /// `train`, `eval`, `export`: what the job pages show it as.
+    pub kind: &'static str,
+    pub title: String,
+    /// The command's arguments, without the global `--registry`.
+    pub args: Vec<String>,
+    /// What the job page shows as its configuration.
+    pub config: String,
+    /// The folder the command writes (a run, a report, a package folder).
+    pub out_dir: PathBuf,
+    /// Unique: names the job's log file.
+    pub name: String,
+}
+
+/// Nanoseconds since 1970: unique enough to name a job's files.
+pub fn unique_stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// A job this studio started and has not seen end.
 #[derive(Debug, Default)]
 struct Running {
@@ -68,16 +91,12 @@ impl JobRunner {
 
     /// Queues a checked training; returns the job's id.
     pub fn enqueue_training(&self, training: &ResolvedTraining) -> Result<i64, StudioError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("{}-{nanos}", training.mode);
+        let name = format!("{}-{}", training.mode, unique_stamp());
         let runs = self.data_dir.join("runs");
         let mut config = training.config.clone();
         config.run.dir = runs.clone();
         config.run.name = Some(name.clone());
-        let mut args = self.global_args();
-        args.extend(["train", "--mode", &training.mode].map(String::from));
+        let mut args = vec!["train".to_string(), "--mode".into(), training.mode.clone()];
         args.extend(["--data".into(), training.dataset.display().to_string()]);
         let own = [
             format!("run.dir={}", runs.display()),
@@ -86,14 +105,28 @@ impl JobRunner {
         for o in own.iter().chain(&training.overrides) {
             args.extend(["-o".to_string(), o.clone()]);
         }
-        let title = format!("{} on {}", training.mode, training.dataset.display());
-        let id = self.registry()?.enqueue_job(&NewJob {
+        self.enqueue(&CommandJob {
             kind: "train",
-            title: &title,
+            title: format!("{} on {}", training.mode, training.dataset.display()),
+            args,
+            config: semiclass_config::to_yaml(&config),
+            out_dir: runs.join(&name),
+            name,
+        })
+    }
+
+    /// Queues a `semiclass` command (its arguments after the global
+    /// `--registry`); returns the job's id.
+    pub fn enqueue(&self, job: &CommandJob) -> Result<i64, StudioError> {
+        let mut args = self.global_args();
+        args.extend(job.args.iter().cloned());
+        let id = self.registry()?.enqueue_job(&NewJob {
+            kind: job.kind,
+            title: &job.title,
             args: &args,
-            config: &semiclass_config::to_yaml(&config),
-            run_dir: &runs.join(&name),
-            log_path: &self.data_dir.join("logs").join(format!("{name}.log")),
+            config: &job.config,
+            run_dir: &job.out_dir,
+            log_path: &self.data_dir.join("logs").join(format!("{}.log", job.name)),
         })?;
         self.wake.notify_one();
         Ok(id)
@@ -174,17 +207,19 @@ impl JobRunner {
             }
         };
         let runner = self.clone();
+        let training = job.kind == "train";
         std::thread::Builder::new()
             .name(format!("job-{}", job.id))
-            .spawn(move || runner.supervise(job.id, &args, log, &entry))
+            .spawn(move || runner.supervise((job.id, training), &args, log, &entry))
             .map_err(|e| StudioError::Internal(format!("cannot start a thread for a job: {e}")))?;
         Ok(())
     }
 
-    /// The arguments of this start: the job's own, or for a job queued
-    /// again, `train --resume` from the run's latest state.
+    /// The arguments of this start: the job's own, or for a training
+    /// queued again, `train --resume` from the run's latest state (any
+    /// other command simply runs again).
     fn arguments(&self, job: &JobRow) -> Result<Vec<String>, String> {
-        if !job.resume {
+        if !job.resume || job.kind != "train" {
             return Ok(job.args.clone());
         }
         let state = newest_state(&job.run_dir).ok_or_else(|| {
@@ -209,7 +244,7 @@ impl JobRunner {
     /// how it ended. The child gets SIGTERM if this thread dies with the
     /// studio (PR_SET_PDEATHSIG), which makes `semiclass train` save a
     /// resumable state.
-    fn supervise(&self, id: i64, args: &[String], log: File, entry: &Running) {
+    fn supervise(&self, (id, training): (i64, bool), args: &[String], log: File, entry: &Running) {
         let status = match self.spawn(args, log) {
             Ok(mut child) => {
                 entry.pid.store(child.id(), Ordering::SeqCst);
@@ -228,7 +263,7 @@ impl JobRunner {
             }
             Err(e) => Err(format!("cannot start {}: {e}", self.program.display())),
         };
-        let (to, message) = outcome(status, entry.cancel.load(Ordering::SeqCst));
+        let (to, message) = outcome(status, entry.cancel.load(Ordering::SeqCst), training);
         self.finish(id, to, message.as_deref());
     }
 
@@ -339,18 +374,25 @@ pub fn find(registry: &Registry, id: i64) -> Result<JobRow, StudioError> {
         .ok_or_else(|| StudioError::NotFound(format!("no job {id}; the Jobs page lists them")))
 }
 
-/// How a process's end is recorded.
-fn outcome(status: Result<ExitStatus, String>, cancelled: bool) -> (JobStatus, Option<String>) {
+/// How a process's end is recorded; `training`: a `semiclass train`,
+/// which saves a state to resume from when stopped.
+fn outcome(
+    status: Result<ExitStatus, String>,
+    cancelled: bool,
+    training: bool,
+) -> (JobStatus, Option<String>) {
+    let resume = if training {
+        "Resume continues from its last saved state"
+    } else {
+        "Resume runs it again"
+    };
     match status {
         Ok(s) if s.success() => (JobStatus::Finished, None),
-        Ok(_) if cancelled => (
-            JobStatus::Cancelled,
-            Some("cancelled; Resume continues from its last saved state".into()),
-        ),
+        Ok(_) if cancelled => (JobStatus::Cancelled, Some(format!("cancelled; {resume}"))),
         // 130: `semiclass train` saved its state after SIGINT/SIGTERM.
         Ok(s) if s.code() == Some(130) || s.code().is_none() => (
             JobStatus::Interrupted,
-            Some("stopped by a signal; Resume continues from its last saved state".into()),
+            Some(format!("stopped by a signal; {resume}")),
         ),
         Ok(s) => (
             JobStatus::Failed,
@@ -387,4 +429,32 @@ fn process_alive(pid: u32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks.
     let result = unsafe { libc::kill(pid as libc::pid_t, 0) };
     result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn only_a_training_is_said_to_resume_from_its_state() {
+        let term = || Ok(ExitStatus::from_raw(libc::SIGTERM));
+        let (to, message) = outcome(term(), true, true);
+        assert_eq!(to, JobStatus::Cancelled);
+        assert!(message.unwrap().contains("last saved state"));
+        let (to, message) = outcome(term(), false, false);
+        assert_eq!(to, JobStatus::Interrupted);
+        assert_eq!(
+            message.unwrap(),
+            "stopped by a signal; Resume runs it again"
+        );
+        let (to, message) = outcome(Ok(ExitStatus::from_raw(1 << 8)), false, false);
+        assert_eq!(to, JobStatus::Failed);
+        assert!(message.unwrap().contains("exit status: 1"));
+        assert_eq!(
+            outcome(Ok(ExitStatus::from_raw(0)), true, false).0,
+            JobStatus::Finished
+        );
+    }
 }

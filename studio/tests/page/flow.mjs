@@ -1,10 +1,12 @@
 // The studio's workflow in headless Chromium, as a user goes through it:
 // log in with the printed URL, add a dataset and read its check report,
 // queue a joint training with tiny settings, watch its progress and curves
-// arrive over the event stream, see it finish, mark the best checkpoint.
+// arrive over the event stream, see it finish, mark the best checkpoint;
+// then evaluate it on test, export it, serve it and try an image
+// (deploy_steps.mjs).
 // Each step leaves a screenshot NN-step.png in ARTIFACTS.
 //
-// Usage: node flow.mjs URL TOKEN DATASET ARTIFACTS
+// Usage: node flow.mjs URL TOKEN DATASET ARTIFACTS (DATASET needs a test.txt)
 // Exits 0 when every step behaved, 1 with the reasons otherwise.
 //
 // More steps (evaluate on test, export, try an image) go at the end of
@@ -13,6 +15,8 @@
 // push to ctx.problems) when the page misbehaves.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+
+import { deploySteps } from "./deploy_steps.mjs";
 
 const [url, token, dataset, artifacts] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -117,6 +121,8 @@ const STEPS = [
     expect(/mark/.test(history), `no history for @${state.nickname}: ${history}`);
   }],
 ];
+
+STEPS.push(...deploySteps(url, dataset));
 
 const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
 try {

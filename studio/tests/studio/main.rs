@@ -5,6 +5,8 @@ mod access;
 mod browser;
 mod common;
 mod datasets;
+mod deploy;
+mod evals;
 mod jobs;
 mod marks;
 mod run_page;

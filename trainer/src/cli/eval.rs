@@ -165,13 +165,8 @@ fn check_classes(meta: &CheckpointMeta, items: &Items) -> anyhow::Result<()> {
     if items.entries.is_empty() {
         bail!("{}: no images to evaluate on", items.shown);
     }
-    if items.classes.len() != meta.num_classes {
-        bail!(
-            "{}: label.txt defines {} classes but the checkpoint was trained on {}; evaluate it on a dataset with its classes",
-            items.root.display(),
-            items.classes.len(),
-            meta.num_classes
-        );
+    if let Some(problem) = meta.class_count_problem(&items.root, &items.classes) {
+        bail!("{problem}");
     }
     if items.classes != meta.class_names {
         eprintln!(
@@ -310,7 +305,7 @@ fn evaluate(
         epoch: meta.epoch,
     };
     let source = (items.root.clone(), items.shown.clone());
-    let report = EvalReport::new(checkpoint, source, &items.classes, &result, &paths);
+    let report = eval_report::build_report(checkpoint, source, &items.classes, &result, &paths);
     print!("{}", eval_report::table(&report));
     write_report(&report, items, out)?;
     Ok(report.summary(&std::path::absolute(out)?))

@@ -10,142 +10,68 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use semiclass_dataset::fsutil::write_atomic;
-use serde::Serialize;
 
-pub use scores::{Averages, ClassScores, class_scores, macro_average, weighted_average};
+pub use scores::{class_scores, macro_average, weighted_average};
+/// The report's types and file names are the manifest crate's, so that
+/// the studio reads `report.json` with the definition that wrote it.
+pub use semiclass_manifest::eval_report::{
+    Averages, CLASSES_FILE, CONFUSION_COUNTS_FILE, CONFUSION_NORMALIZED_FILE, CheckpointInfo,
+    ClassScores, EvalReport, MISTAKES_FILE, MistakeEntry, PREDICTIONS_FILE, PredictionEntry,
+    REPORT_FILE,
+};
 pub use table::table;
 
 use crate::engine::evaluate::EvalResult;
 use crate::metrics::quote;
 
-pub const REPORT_FILE: &str = "report.json";
-pub const CLASSES_FILE: &str = "per_class.csv";
-pub const PREDICTIONS_FILE: &str = "predictions.csv";
-pub const CONFUSION_COUNTS_FILE: &str = "confusion_counts.png";
-pub const CONFUSION_NORMALIZED_FILE: &str = "confusion_normalized.png";
-pub const MISTAKES_FILE: &str = "mistakes.png";
-
-/// The checkpoint that was evaluated.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckpointInfo {
-    pub path: PathBuf,
-    pub sha256: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nickname: Option<String>,
-    pub model: String,
-    pub stage: String,
-    pub epoch: u64,
-}
-
-/// A misclassified image, by name.
-#[derive(Debug, Clone, Serialize)]
-pub struct MistakeEntry {
-    /// As written in the list, relative to the dataset folder.
-    pub path: String,
-    pub truth: String,
-    pub predicted: String,
-    /// Softmax probability of the predicted class.
-    pub score: f64,
-}
-
-/// One image's answer (a row of `predictions.csv`).
-#[derive(Debug, Clone)]
-pub struct PredictionEntry {
-    /// As written in the list, relative to the dataset folder.
-    pub path: String,
-    pub truth: usize,
-    pub predicted: usize,
-    /// Softmax probability of the predicted class.
-    pub score: f64,
-}
-
-/// Everything one evaluation measured (`report.json`; every image's
-/// answer goes to `predictions.csv` instead).
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    pub checkpoint: CheckpointInfo,
-    pub dataset: PathBuf,
-    /// `val`, `test`, or the list file.
-    pub source: String,
-    pub count: usize,
-    pub top1: f64,
-    pub top5: f64,
-    pub loss: f64,
-    pub macro_avg: Averages,
-    pub weighted_avg: Averages,
-    pub classes: Vec<ClassScores>,
-    /// `confusion[true][predicted]` counts.
-    pub confusion: Vec<Vec<u64>>,
-    /// The most confident first.
-    pub mistakes: Vec<MistakeEntry>,
-    /// UTC, RFC 3339.
-    pub created: String,
-    #[serde(skip)]
-    pub predictions: Vec<PredictionEntry>,
-}
-
-impl EvalReport {
-    /// The report of `result`; `paths[i]` names store image `i`.
-    pub fn new(
-        checkpoint: CheckpointInfo,
-        (dataset, source): (PathBuf, String),
-        class_names: &[String],
-        result: &EvalResult,
-        paths: &[String],
-    ) -> EvalReport {
-        let classes = class_scores(class_names, &result.confusion);
-        let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
-        let mistakes = result
-            .mistakes
-            .iter()
-            .map(|m| MistakeEntry {
-                path: paths[m.index].clone(),
-                truth: name(m.truth),
-                predicted: name(m.predicted),
-                score: m.score,
-            })
-            .collect();
-        let predictions = result
-            .predictions
-            .iter()
-            .map(|p| PredictionEntry {
-                path: paths[p.index].clone(),
-                truth: p.truth,
-                predicted: p.predicted,
-                score: p.score,
-            })
-            .collect();
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        EvalReport {
-            checkpoint,
-            dataset,
-            source,
-            count: result.count,
-            top1: result.top1,
-            top5: result.top5,
-            loss: result.loss,
-            macro_avg: macro_average(&classes),
-            weighted_avg: weighted_average(&classes),
-            classes,
-            confusion: result.confusion.clone(),
-            mistakes,
-            created: semiclass_manifest::checkpoint::rfc3339_utc(unix),
-            predictions,
-        }
-    }
-
-    /// The few numbers the registry keeps of this evaluation.
-    pub fn summary(&self, out_dir: &Path) -> serde_json::Value {
-        serde_json::json!({
-            "count": self.count,
-            "top1": self.top1,
-            "top5": self.top5,
-            "loss": self.loss,
-            "macro_f1": self.macro_avg.f1,
-            "report": out_dir.join(REPORT_FILE),
+/// The report of `result`; `paths[i]` names store image `i`.
+pub fn build_report(
+    checkpoint: CheckpointInfo,
+    (dataset, source): (PathBuf, String),
+    class_names: &[String],
+    result: &EvalResult,
+    paths: &[String],
+) -> EvalReport {
+    let classes = class_scores(class_names, &result.confusion);
+    let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mistakes = result
+        .mistakes
+        .iter()
+        .map(|m| MistakeEntry {
+            path: paths[m.index].clone(),
+            truth: name(m.truth),
+            predicted: name(m.predicted),
+            score: m.score,
         })
+        .collect();
+    let predictions = result
+        .predictions
+        .iter()
+        .map(|p| PredictionEntry {
+            path: paths[p.index].clone(),
+            truth: p.truth,
+            predicted: p.predicted,
+            score: p.score,
+        })
+        .collect();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    EvalReport {
+        checkpoint,
+        dataset,
+        source,
+        count: result.count,
+        top1: result.top1,
+        top5: result.top5,
+        loss: result.loss,
+        macro_avg: macro_average(&classes),
+        weighted_avg: weighted_average(&classes),
+        classes,
+        confusion: result.confusion.clone(),
+        mistakes,
+        created: semiclass_manifest::checkpoint::rfc3339_utc(unix),
+        predictions,
     }
 }
 

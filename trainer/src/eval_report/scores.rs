@@ -1,31 +1,6 @@
 //! Per-class precision, recall and F1 from a confusion matrix.
 
-use serde::Serialize;
-
-/// How one class fared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassScores {
-    pub id: usize,
-    pub name: String,
-    /// Images of this class evaluated.
-    pub support: u64,
-    /// Images predicted as this class.
-    pub predicted: u64,
-    /// `None` when nothing was predicted as this class.
-    pub precision: Option<f64>,
-    /// `None` when the class had no images.
-    pub recall: Option<f64>,
-    /// `None` when the class neither had images nor was predicted.
-    pub f1: Option<f64>,
-}
-
-/// Averages over the classes that had images.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Averages {
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
+use semiclass_manifest::eval_report::{Averages, ClassScores};
 
 /// Scores of every class of `confusion[true][predicted]`.
 pub fn class_scores(names: &[String], confusion: &[Vec<u64>]) -> Vec<ClassScores> {

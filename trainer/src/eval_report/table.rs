@@ -130,7 +130,7 @@ mod tests {
             stage: "ssl".into(),
             epoch: 1,
         };
-        EvalReport::new(
+        crate::eval_report::build_report(
             checkpoint,
             ("/d".into(), "test".into()),
             &names,
