@@ -14,6 +14,7 @@ pub enum Section {
     Datasets,
     Train,
     Jobs,
+    Runs,
     Marks,
     Evals,
     Deploy,
@@ -33,6 +34,7 @@ pub fn page(title: &str, section: Section, body: Markup) -> Markup {
                     (link("/datasets", "Datasets", Section::Datasets))
                     (link("/train/new", "New training", Section::Train))
                     (link("/jobs", "Jobs", Section::Jobs))
+                    (link("/runs", "Runs", Section::Runs))
                     (link("/marks", "Marks", Section::Marks))
                     (link("/evals", "Evaluations", Section::Evals))
                     (link("/deploy", "Deploy", Section::Deploy))

@@ -20,6 +20,7 @@ pub mod jobs;
 mod layout;
 pub mod listen;
 pub mod marks;
+pub mod runs;
 pub mod state;
 pub mod train_form;
 
@@ -75,6 +76,9 @@ pub fn app(studio: Arc<Studio>) -> Router {
         .route("/jobs/{id}/resume", post(jobs::pages::resume))
         .route("/jobs/{id}/config.yaml", get(jobs::downloads::config_yaml))
         .route("/jobs/{id}/files/{*path}", get(jobs::downloads::run_file))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/files/{*path}", get(runs::run_file))
         .route("/marks", get(marks::pages::list).post(marks::pages::mark))
         .route("/marks/unmark", post(marks::pages::unmark))
         .route(

@@ -25,7 +25,12 @@ pub async fn run_file(
     UrlPath((id, rel)): UrlPath<(i64, String)>,
 ) -> Result<Response, StudioError> {
     let job = find(&studio.registry()?, id)?;
-    let path = inside(&job.run_dir, &rel)?;
+    send_file(&job.run_dir, &rel)
+}
+
+/// The file `rel` of the run folder `root`, streamed as a download.
+pub fn send_file(root: &Path, rel: &str) -> Result<Response, StudioError> {
+    let path = inside(root, rel)?;
     let file = std::fs::File::open(&path).map_err(|e| {
         StudioError::NotFound(format!("{rel}: cannot open it in the run's folder: {e}"))
     })?;

@@ -20,7 +20,7 @@ use maud::{Markup, html};
 use semiclass_registry::{JobRow, JobStatus};
 use serde::Deserialize;
 
-use super::run_files::{ModelDir, curve_rows, model_dirs};
+use super::run_files::{ModelDir, RunFolder, curve_rows};
 use super::run_parts::run_part;
 use super::runner::find;
 use crate::error::StudioError;
@@ -149,7 +149,8 @@ pub async fn events(
         .split(',')
         .map(|n| n.trim().parse().unwrap_or(0))
         .collect();
-    let models = model_dirs(&job)
+    let models = RunFolder::of_job(&job)
+        .model_dirs()
         .into_iter()
         .enumerate()
         .map(|(i, dir)| Watched {
@@ -244,7 +245,7 @@ impl Follow {
                 .push_back(Event::default().event("metrics").data(data.to_string()));
         }
         if changed && let Ok(registry) = self.studio.registry() {
-            let html = run_part(&registry, &self.job).into_string();
+            let html = run_part(&registry, &RunFolder::of_job(&self.job)).into_string();
             self.queue
                 .push_back(Event::default().event("progress").data(html));
         }

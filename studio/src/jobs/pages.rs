@@ -9,6 +9,7 @@ use maud::{Markup, html};
 use semiclass_registry::JobStatus;
 
 use super::live::{live_area, status_part};
+use super::run_files::RunFolder;
 use super::run_parts::{curves_data, run_part};
 use super::runner::find;
 use crate::assets::{CURVES_PATH, UPLOT_CSS_PATH, UPLOT_PATH};
@@ -60,14 +61,15 @@ pub async fn show(
 ) -> Result<Markup, StudioError> {
     let registry = studio.registry()?;
     let job = find(&registry, id)?;
-    let (curves, rows) = curves_data(&job);
+    let folder = RunFolder::of_job(&job);
+    let (curves, rows) = curves_data(&folder);
     let live = html! {
         // Inside the stream's element: the status looks again when it says something.
         (status_part(&job))
         h2 { "Curves" }
         div #curves .curves { p.hint.no-curves { "The curves start with the first logged step." } }
         (curves)
-        (run_part(&registry, &job))
+        (run_part(&registry, &folder))
     };
     Ok(page(
         &format!("Job {id}"),

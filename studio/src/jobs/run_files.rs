@@ -1,4 +1,4 @@
-//! What a training job's run directory holds, as the trainer writes it:
+//! What a run directory holds, as the trainer writes it:
 //! per model, `metrics.csv` (read with the trainer's own reader,
 //! `semiclass_metrics`), `summary.json` once the model finished (its reader too), and the
 //! checkpoints. Nothing here writes; a file not there yet is simply absent.
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use semiclass_metrics::summary::{self, Summary};
 use semiclass_metrics::{MetricsTable, Row};
-use semiclass_registry::{CheckpointRow, JobRow, Registry};
+use semiclass_registry::{CheckpointRow, JobRow, Registry, RunRow};
 
 /// One model's folder of a run: the run itself (mode large or small), or
 /// `large/` and `small/` of a joint run.
@@ -18,23 +18,53 @@ pub struct ModelDir {
     pub path: PathBuf,
 }
 
+/// A run folder as the pages show it: a studio job's, or any run the
+/// registry recorded (the CLI's, the demo's), with where its files are
+/// downloaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFolder {
+    pub dir: PathBuf,
+    /// `joint`, `large` or `small`.
+    pub mode: String,
+    /// The URL its files are under (`/jobs/ID/files`, `/runs/ID/files`).
+    pub files_url: String,
+}
+
+impl RunFolder {
+    pub fn of_job(job: &JobRow) -> RunFolder {
+        RunFolder {
+            dir: job.run_dir.clone(),
+            mode: job_mode(job).unwrap_or("large").to_string(),
+            files_url: format!("/jobs/{}/files", job.id),
+        }
+    }
+
+    pub fn of_run(run: &RunRow) -> RunFolder {
+        RunFolder {
+            dir: run.run_dir.clone(),
+            mode: run.mode.clone(),
+            files_url: format!("/runs/{}/files", run.id),
+        }
+    }
+
+    /// The model folders of the run, in training order.
+    pub fn model_dirs(&self) -> Vec<ModelDir> {
+        let dir = |model, path| ModelDir { model, path };
+        match self.mode.as_str() {
+            "joint" => vec![
+                dir("large", self.dir.join("large")),
+                dir("small", self.dir.join("small")),
+            ],
+            "small" => vec![dir("small", self.dir.clone())],
+            _ => vec![dir("large", self.dir.clone())],
+        }
+    }
+}
+
 /// The job's `--mode`, as it was queued.
 pub fn job_mode(job: &JobRow) -> Option<&str> {
     let at = job.args.iter().position(|a| a == "--mode")?;
     job.args.get(at + 1).map(String::as_str)
-}
-
-/// The model folders of the job's run, in training order.
-pub fn model_dirs(job: &JobRow) -> Vec<ModelDir> {
-    let dir = |model, path| ModelDir { model, path };
-    match job_mode(job) {
-        Some("joint") => vec![
-            dir("large", job.run_dir.join("large")),
-            dir("small", job.run_dir.join("small")),
-        ],
-        Some("small") => vec![dir("small", job.run_dir.clone())],
-        _ => vec![dir("large", job.run_dir.clone())],
-    }
 }
 
 impl ModelDir {
@@ -275,10 +305,14 @@ mod tests {
             args: vec!["train".into(), "--mode".into(), mode.into()],
             ..any_job()
         };
-        let joint = model_dirs(&job("joint"));
+        let joint = RunFolder::of_job(&job("joint")).model_dirs();
         assert_eq!(joint.len(), 2);
         assert_eq!(joint[1].path, Path::new("/runs/x/small"));
-        assert_eq!(model_dirs(&job("small"))[0].model, "small");
+        assert_eq!(
+            RunFolder::of_job(&job("small")).model_dirs()[0].model,
+            "small"
+        );
+        assert_eq!(RunFolder::of_job(&any_job()).model_dirs()[0].model, "large");
     }
 
     pub fn any_job() -> JobRow {

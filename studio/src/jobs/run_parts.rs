@@ -3,13 +3,13 @@
 //! download or mark), and the data the curves start from.
 
 use maud::{Markup, PreEscaped, html};
-use semiclass_registry::{JobRow, MarkRow, Registry};
+use semiclass_registry::{MarkRow, Registry};
 
 use semiclass_metrics::summary::Summary;
 
 use super::run_files::{
-    CURVE_COLUMNS, CheckpointFile, ModelDir, StageProgress, checkpoint_files, curve_rows,
-    model_dirs, stages,
+    CURVE_COLUMNS, CheckpointFile, ModelDir, RunFolder, StageProgress, checkpoint_files,
+    curve_rows, stages,
 };
 
 /// A share as a percentage, `–` when unknown.
@@ -27,10 +27,10 @@ fn size(bytes: u64) -> String {
     }
 }
 
-/// `#run`: what the run directory says now. Sent again over the job's
+/// `#run`: what the run directory says now. Sent again over a job's
 /// event stream whenever the trainer writes (`progress` events).
-pub fn run_part(registry: &Registry, job: &JobRow) -> Markup {
-    let models = model_dirs(job);
+pub fn run_part(registry: &Registry, run: &RunFolder) -> Markup {
+    let models = run.model_dirs();
     let all: Vec<(ModelDir, Vec<StageProgress>, Option<Summary>)> = models
         .into_iter()
         .map(|m| {
@@ -53,10 +53,10 @@ pub fn run_part(registry: &Registry, job: &JobRow) -> Markup {
                 p.hint { "No step logged yet: the first stage starts once the images are decoded." }
             }
             @for (model, _, summary) in &all {
-                @if let Some(summary) = summary { (summary_card(job, model, summary)) }
+                @if let Some(summary) = summary { (summary_card(run, model, summary)) }
             }
             @for (model, _, _) in &all {
-                (checkpoints_table(job, model, &checkpoint_files(registry, &job.run_dir, model), &marks))
+                (checkpoints_table(run, model, &checkpoint_files(registry, &run.dir, model), &marks))
             }
         }
     }
@@ -103,19 +103,15 @@ fn progress_cell(s: &StageProgress) -> Markup {
     }
 }
 
-fn summary_card(job: &JobRow, model: &ModelDir, s: &Summary) -> Markup {
-    let best = s
-        .best
-        .strip_prefix(&job.run_dir)
-        .ok()
-        .and_then(|p| p.to_str());
+fn summary_card(run: &RunFolder, model: &ModelDir, s: &Summary) -> Markup {
+    let best = s.best.strip_prefix(&run.dir).ok().and_then(|p| p.to_str());
     html! {
         div.card.summary data-model=(model.model) {
             h3 { (model.model) " model: summary" }
             dl.facts {
                 dt { "best checkpoint" }
                 dd { @match best {
-                    Some(rel) => a href=(download_url(job, rel)) download { (rel) },
+                    Some(rel) => a href=(download_url(run, rel)) download { (rel) },
                     None => code { (s.best.display()) },
                 } " (stage " code { (s.best_stage) } ")" }
                 dt { "val top-1" } dd { (percent(s.val_top1)) }
@@ -136,10 +132,10 @@ fn summary_card(job: &JobRow, model: &ModelDir, s: &Summary) -> Markup {
     }
 }
 
-/// Where a file of the job's run directory is downloaded.
-pub fn download_url(job: &JobRow, rel: &str) -> String {
+/// Where a file of the run directory is downloaded.
+pub fn download_url(run: &RunFolder, rel: &str) -> String {
     let encoded: Vec<String> = rel.split('/').map(url_segment).collect();
-    format!("/jobs/{}/files/{}", job.id, encoded.join("/"))
+    format!("{}/{}", run.files_url, encoded.join("/"))
 }
 
 fn url_segment(segment: &str) -> String {
@@ -153,7 +149,7 @@ fn url_segment(segment: &str) -> String {
 }
 
 fn checkpoints_table(
-    job: &JobRow,
+    run: &RunFolder,
     model: &ModelDir,
     files: &[CheckpointFile],
     marks: &[MarkRow],
@@ -166,20 +162,20 @@ fn checkpoints_table(
                     th { "File" } th.num { "Size" } th { "Stage" } th.num { "Step" }
                     th.num { "Val top-1" } th { "Nickname" }
                 } }
-                tbody { @for f in files { (checkpoint_row(job, f, marks)) } }
+                tbody { @for f in files { (checkpoint_row(run, f, marks)) } }
             }
         }
     }
 }
 
-fn checkpoint_row(job: &JobRow, f: &CheckpointFile, marks: &[MarkRow]) -> Markup {
+fn checkpoint_row(run: &RunFolder, f: &CheckpointFile, marks: &[MarkRow]) -> Markup {
     let record = f.record.as_ref();
     let nicknames = marks
         .iter()
         .filter(|m| record.is_some_and(|r| r.id == m.checkpoint.id));
     html! {
         tr data-file=(f.rel) {
-            td { a href=(download_url(job, &f.rel)) download { (f.rel) } }
+            td { a href=(download_url(run, &f.rel)) download { (f.rel) } }
             td.num { (size(f.bytes)) }
             td { @if let Some(r) = record { code { (r.stage) } } }
             td.num { @if let Some(r) = record { (r.step) } }
@@ -199,9 +195,10 @@ fn checkpoint_row(job: &JobRow, f: &CheckpointFile, marks: &[MarkRow]) -> Markup
 /// The curves' data as the page starts with it (JSON in a data block the
 /// page's script reads; never executed), and the row counts the event
 /// stream continues from.
-pub fn curves_data(job: &JobRow) -> (Markup, Vec<usize>) {
+pub fn curves_data(run: &RunFolder) -> (Markup, Vec<usize>) {
     let mut counts = Vec::new();
-    let models: Vec<serde_json::Value> = model_dirs(job)
+    let models: Vec<serde_json::Value> = run
+        .model_dirs()
         .iter()
         .map(|m| {
             let rows = m.metrics().map(|t| curve_rows(&t, 0)).unwrap_or_default();

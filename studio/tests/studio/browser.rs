@@ -93,6 +93,10 @@ fn the_workflow_goes_from_a_dataset_to_a_served_model_in_chromium() {
         "the flow took {took:?}, more than 2 minutes:\n{log}"
     );
     let shots = std::fs::read_dir(&artifacts).unwrap().count();
-    assert!(shots >= 12, "{shots} screenshots in {}", artifacts.display());
+    assert!(
+        shots >= 12,
+        "{shots} screenshots in {}",
+        artifacts.display()
+    );
     println!("{log}flow: {took:?}");
 }

@@ -10,5 +10,6 @@ mod evals;
 mod jobs;
 mod marks;
 mod run_page;
+mod runs;
 mod train;
 mod upload;

@@ -72,6 +72,7 @@ pub async fn a_finished_run_shows_its_stages_summary_curves_and_checkpoints(
         download.headers[header::CONTENT_LENGTH].to_str().unwrap(),
         std::fs::metadata(&best).unwrap().len().to_string()
     );
+    crate::runs::the_runs_page_shows_the_same_run(t, row).await;
     let yaml = t.get(&format!("/jobs/{id}/config.yaml")).await;
     assert_eq!(yaml.status, StatusCode::OK);
     assert_eq!(yaml.body, row.config);
