@@ -66,7 +66,7 @@ echo "large model:     $(accuracy "$root/runs/$run/large-test.txt") on test.txt 
 echo "small model:     $(accuracy "$root/runs/$run/small-test.txt") on test.txt  (@$nick-small)"
 echo "packages:        $small_zip"
 echo "                 $large_zip"
-echo "studio:          $semiclass studio   (these runs, marks and packages in the browser; it prints the address to open)"
+echo "studio:          $semiclass studio   (these runs, marks and evaluations in the browser; it prints the address to open)"
 if [ "$variant" = quick ]; then
     echo "demo-quick: these accuracies come from about a minute of training; 'make demo' trains the real models."
 fi
