@@ -33,7 +33,7 @@ fn vit_args(data: &TinyDataset, runs: &Path, name: &str) -> Vec<String> {
     args
 }
 
-fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut out: Vec<(String, Vec<f32>)> = st

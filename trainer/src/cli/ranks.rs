@@ -40,7 +40,7 @@ pub fn join(env: &DistEnv, cfg: &TrainConfig, device: tch::Device) -> anyhow::Re
     check_backend(&cfg.run.dist_backend, device)?;
     let timeout = Duration::from_secs(cfg.run.dist_timeout.max(1));
     let group = ProcessGroup::new(env, timeout)?;
-    Ok(Dist::new(group))
+    Ok(Dist::new(group, cfg.run.sync_bn))
 }
 
 /// Gloo on CPU. NCCL would be the CUDA backend, but the wheel this tool

@@ -264,10 +264,14 @@ pub fn run_stage(
     if let Some(dist) = ctx.dist {
         // Before the EMA copies the weights: every rank starts from rank 0's.
         dist.broadcast_network(net)?;
+        dist.prepare_network(net);
     }
     let mut runner = Runner::new(ctx, stage, net, plan.steps_per_epoch());
     if let Some((tensors, info)) = resume {
         runner.restore(tensors, &info)?;
+    }
+    if let Some(dist) = ctx.dist {
+        dist.attach(runner.net)?;
     }
     let mut requests = plan.requests(runner.progress.step, runner.total);
     if let Some(dist) = ctx.dist {
