@@ -149,37 +149,39 @@ impl Dist {
         Ok(self.group.broadcast(&mut tensors, 0)?)
     }
 
-    /// Averages the parameters' gradients over ranks in place, and the
-    /// step's logged values with them; returns the averaged values. A rank
-    /// whose loss was not finite (its backward skipped, its gradients
-    /// zeros) sends a non-finite mean to all, so every rank stops at the
-    /// same step. With [`Dist::attach`]'s hooks most buckets are already
+    /// The mean over ranks of a step's logged values (one collective).
+    /// A value that is not finite on any rank makes its mean not finite on
+    /// every rank, which is how all ranks skip a step together
+    /// ([`super::step::backward_if_finite`]).
+    pub fn mean_over_ranks(&self, values: [f64; 4]) -> Result<[f64; 4], TrainError> {
+        let mut t = [Tensor::from_slice(&values.map(|v| v as f32))];
+        self.group.all_reduce_mean(&mut t)?;
+        let mean: Vec<f32> = Vec::try_from(&t[0])
+            .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
+        Ok([0, 1, 2, 3].map(|i| f64::from(mean[i])))
+    }
+
+    /// Averages the parameters' gradients over ranks in place, after
+    /// backward. With [`Dist::attach`]'s hooks most buckets are already
     /// under way; without, every gradient goes now.
-    pub fn average_gradients(
-        &self,
-        params: &[(&Tensor, bool)],
-        values: [f64; 4],
-    ) -> Result<[f64; 4], TrainError> {
+    pub fn average_gradients(&self, params: &[(&Tensor, bool)]) -> Result<(), TrainError> {
         // A collective that failed inside the passes (SyncBatchNorm) first.
         self.group.check_passes()?;
         let start = Instant::now();
         let reducer = self.reducer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tensors = match reducer.as_ref() {
+        match reducer.as_ref() {
             Some(reducer) => {
                 let params: Vec<&Tensor> = params.iter().map(|(p, _)| *p).collect();
                 reducer.finish(&params)?;
-                Vec::new()
             }
-            None => gradients_or_zeros(params),
-        };
-        tensors.push(Tensor::from_slice(&values.map(|v| v as f32)));
-        // Without hooks the buckets write the means into the gradients.
-        self.group.all_reduce_mean(&mut tensors)?;
+            // The buckets write the means into the gradients.
+            None => self
+                .group
+                .all_reduce_mean(&mut gradients_or_zeros(params))?,
+        }
         let spent = start.elapsed().as_nanos() as u64;
         self.averaging_ns.fetch_add(spent, Ordering::Relaxed);
-        let mean: Vec<f32> = Vec::try_from(tensors.last().expect("values pushed"))
-            .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
-        Ok([0, 1, 2, 3].map(|i| f64::from(mean[i])))
+        Ok(())
     }
 
     /// Rank 0's evaluation (the only one run) given to every rank, so that

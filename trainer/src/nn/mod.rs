@@ -2,7 +2,7 @@
 
 mod network;
 mod padding_taps;
-mod sync_bn;
+pub(crate) mod sync_bn;
 mod tch_backend;
 mod weights;
 

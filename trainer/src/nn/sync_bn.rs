@@ -128,10 +128,10 @@ fn update_running(p: &BatchNormParams<Tensor>, global: &Global) {
 mod tests {
     use std::time::Duration;
 
-    use semiclass_distributed::DistEnv;
     use tch::Device;
 
     use super::*;
+    use crate::two_ranks;
 
     const EPS: f64 = 1e-5;
 
@@ -216,49 +216,24 @@ mod tests {
         }
     }
 
-    fn group(rank: usize, world: usize, port: u16) -> ProcessGroup {
-        let env = DistEnv {
-            rank,
-            world_size: world,
-            local_rank: rank,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
-            agent_store: false,
-        };
-        ProcessGroup::new(&env, Duration::from_secs(20)).unwrap()
-    }
-
-    fn free_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    }
+    const TIMEOUT: Duration = Duration::from_secs(20);
 
     #[test]
     fn one_rank_is_libtorchs_batch_norm() {
-        assert_matches_one_process(&group(0, 1, free_port()));
+        let port = two_ranks::free_port();
+        assert_matches_one_process(&two_ranks::group(0, 1, port, TIMEOUT));
     }
 
     #[test]
     fn two_ranks_give_one_process_values_and_gradients() {
-        let port = free_port();
-        let mut rank1 = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "nn::sync_bn::tests::rank_1",
-                "--exact",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env("SEMICLASS_SYNC_BN_PORT", port.to_string())
-            .spawn()
-            .unwrap();
-        assert_matches_one_process(&group(0, 2, port));
-        assert!(rank1.wait().unwrap().success(), "rank 1 failed");
+        two_ranks::run("nn::sync_bn::tests::rank_1", TIMEOUT, |group| {
+            assert_matches_one_process(&group)
+        });
     }
 
     #[test]
     #[ignore = "rank 1 of two_ranks_give_one_process_values_and_gradients, which runs it"]
     fn rank_1() {
-        let port = std::env::var("SEMICLASS_SYNC_BN_PORT").expect("run by the 2-rank test");
-        assert_matches_one_process(&group(1, 2, port.parse().unwrap()));
+        two_ranks::rank_1(TIMEOUT, |group| assert_matches_one_process(&group));
     }
 }
