@@ -71,6 +71,31 @@ int listen_on_loopback(const std::string& master, uint16_t port) {
   return fd;
 }
 
+// Whether `fd` is still the socket listen_on_loopback made for `port`: open,
+// listening, bound to that port. The store adopts the fd (libuv's
+// uv_tcp_open) partway through its constructor and closes it itself from
+// then on, even when a later step throws; the number may by then name
+// another file. Only one socket listens on a port, so this is ours.
+bool still_our_listener(int fd, uint16_t port) {
+  int listening = 0;
+  socklen_t size = sizeof(listening);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) {
+    return false;
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return false;
+  }
+  if (addr.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port) == port;
+  }
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port) == port;
+  }
+  return false;
+}
+
 // The address this rank's Gloo transport binds to. GLOO_SOCKET_IFNAME wins
 // (as in PyTorch); a loopback master means every rank is on this machine,
 // where the machine's hostname may not resolve (containers): bind loopback.
@@ -115,11 +140,21 @@ sc_pg* sc_pg_new(const char* master, uint16_t port, int rank, int world,
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = false;
     opts.timeout = timeout;
+    int listen_fd = -1;
     if (store_server && is_loopback(master)) {
-      // The store owns the socket from here on (libuv closes it).
-      opts.masterListenFd = listen_on_loopback(master, port);
+      listen_fd = listen_on_loopback(master, port);
+      opts.masterListenFd = listen_fd;
     }
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master), opts);
+    c10::intrusive_ptr<c10d::TCPStore> store;
+    try {
+      store = c10::make_intrusive<c10d::TCPStore>(std::string(master), opts);
+    } catch (...) {
+      // Not adopted before the failure: nobody else will close it.
+      if (listen_fd >= 0 && still_our_listener(listen_fd, port)) {
+        ::close(listen_fd);
+      }
+      throw;
+    }
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(make_device(master));
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(
