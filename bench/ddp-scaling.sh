@@ -5,7 +5,8 @@
 # 2 threads (same cores, same global batch: asks >= 0.85); side by side,
 # PyTorch DDP (torchrun, Gloo) on the same timm model and batches
 # (bench/ddp_peer.py). Our all-reduce share is the run's own report
-# ("data-parallel: gradient all-reduce X s of Y s"), which includes data
+# ("data-parallel: gradient all-reduce, waited for after backward: X s of
+# Y s": what the overlap with backward did not hide), which includes data
 # loading and evaluation in Y: an upper bound on nothing, a lower bound on
 # the share of step time. Needs an otherwise idle machine.
 # "1r x 1t, 1 core" pins that run to one core (taskset): unpinned, a
@@ -34,7 +35,7 @@ ours() {
 import re, statistics, sys
 text = open(sys.argv[1]).read()
 rates = [float(m) for m in re.findall(r"\] epoch \d+ step \d+/\d+ .* (\d+) img/s", text)][1:-1]
-share = re.search(r"gradient all-reduce .*\(([\d.]+)%\)", text)
+share = re.search(r"gradient all-reduce.*\(([\d.]+)%\)", text)
 print(f"{statistics.median(rates):.1f}", share.group(1) if share else "-")
 PY
 }
