@@ -20,6 +20,8 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("shim/c10d_shim.cpp")
+        .file("shim/sum_over_ranks.cpp")
+        .file("shim/reducer.cpp")
         // Our gloo stand-ins (shim/gloo/forward.h says why) come first.
         .include("shim")
         .include(&include)

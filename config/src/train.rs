@@ -87,6 +87,10 @@ pub struct RunConfig {
     /// exceed an evaluation: torch.distributed's default, 30 minutes. A
     /// rank that dies is noticed at once (its connections close).
     pub dist_timeout: u64,
+    /// Data-parallel runs: BatchNorm in training mode normalises with the
+    /// statistics of the whole global batch (SyncBatchNorm), as one
+    /// process would; `false`, PyTorch DDP's default: each rank's slice.
+    pub sync_bn: bool,
 }
 
 impl Default for RunConfig {
@@ -99,6 +103,7 @@ impl Default for RunConfig {
             threads: 0,
             dist_backend: "auto".into(),
             dist_timeout: 1800,
+            sync_bn: false,
         }
     }
 }

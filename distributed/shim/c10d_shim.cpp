@@ -16,40 +16,11 @@
 #include <stdexcept>
 #include <string>
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-struct sc_pg {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-  std::chrono::milliseconds timeout;
-};
+#include "sc_pg.h"
 
 namespace {
-
-char* copy_string(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, s.c_str(), s.size() + 1);
-  }
-  return out;
-}
-
-// c10::Error's what() carries a C++ backtrace the user cannot act on.
-template <typename F>
-int guarded(char** err, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    *err = copy_string(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    *err = copy_string(e.what());
-  } catch (...) {
-    *err = copy_string("unknown C++ exception");
-  }
-  return 1;
-}
 
 bool is_loopback(const std::string& master) {
   return master == "localhost" || master.rfind("127.", 0) == 0 || master == "::1";
@@ -100,6 +71,31 @@ int listen_on_loopback(const std::string& master, uint16_t port) {
   return fd;
 }
 
+// Whether `fd` is still the socket listen_on_loopback made for `port`: open,
+// listening, bound to that port. The store adopts the fd (libuv's
+// uv_tcp_open) partway through its constructor and closes it itself from
+// then on, even when a later step throws; the number may by then name
+// another file. Only one socket listens on a port, so this is ours.
+bool still_our_listener(int fd, uint16_t port) {
+  int listening = 0;
+  socklen_t size = sizeof(listening);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) {
+    return false;
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return false;
+  }
+  if (addr.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port) == port;
+  }
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port) == port;
+  }
+  return false;
+}
+
 // The address this rank's Gloo transport binds to. GLOO_SOCKET_IFNAME wins
 // (as in PyTorch); a loopback master means every rank is on this machine,
 // where the machine's hostname may not resolve (containers): bind loopback.
@@ -121,12 +117,22 @@ extern "C" {
 
 void sc_free_string(char* s) { std::free(s); }
 
+int sc_pg_take_deferred_error(sc_pg* pg, char** err) {
+  std::lock_guard<std::mutex> lock(pg->deferred_mutex);
+  if (pg->deferred_error.empty()) {
+    return 0;
+  }
+  *err = sc_copy_string(pg->deferred_error);
+  pg->deferred_error.clear();
+  return 1;
+}
+
 // `store_server`: this process hosts the TCPStore (rank 0, unless a launcher
 // such as torchrun's agent already hosts it).
 sc_pg* sc_pg_new(const char* master, uint16_t port, int rank, int world,
                  int64_t timeout_ms, bool store_server, char** err) {
   sc_pg* pg = nullptr;
-  guarded(err, [&] {
+  sc_guarded(err, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = port;
@@ -134,16 +140,26 @@ sc_pg* sc_pg_new(const char* master, uint16_t port, int rank, int world,
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = false;
     opts.timeout = timeout;
+    int listen_fd = -1;
     if (store_server && is_loopback(master)) {
-      // The store owns the socket from here on (libuv closes it).
-      opts.masterListenFd = listen_on_loopback(master, port);
+      listen_fd = listen_on_loopback(master, port);
+      opts.masterListenFd = listen_fd;
     }
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(master), opts);
+    c10::intrusive_ptr<c10d::TCPStore> store;
+    try {
+      store = c10::make_intrusive<c10d::TCPStore>(std::string(master), opts);
+    } catch (...) {
+      // Not adopted before the failure: nobody else will close it.
+      if (listen_fd >= 0 && still_our_listener(listen_fd, port)) {
+        ::close(listen_fd);
+      }
+      throw;
+    }
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(make_device(master));
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::static_intrusive_pointer_cast<c10d::Store>(store), rank, world, options);
-    pg = new sc_pg{store, group, timeout};
+    pg = new sc_pg(store, group, timeout);
   });
   return pg;
 }
@@ -151,14 +167,14 @@ sc_pg* sc_pg_new(const char* master, uint16_t port, int rank, int world,
 void sc_pg_free(sc_pg* pg) { delete pg; }
 
 int sc_pg_all_reduce_sum(sc_pg* pg, at::Tensor* tensor, char** err) {
-  return guarded(err, [&] {
+  return sc_guarded(err, [&] {
     std::vector<at::Tensor> tensors{*tensor};
     pg->group->allreduce(tensors)->wait(pg->timeout);
   });
 }
 
 int sc_pg_broadcast(sc_pg* pg, at::Tensor* tensor, int root, char** err) {
-  return guarded(err, [&] {
+  return sc_guarded(err, [&] {
     std::vector<at::Tensor> tensors{*tensor};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
@@ -167,14 +183,14 @@ int sc_pg_broadcast(sc_pg* pg, at::Tensor* tensor, int root, char** err) {
 }
 
 int sc_pg_barrier(sc_pg* pg, char** err) {
-  return guarded(err, [&] { pg->group->barrier()->wait(pg->timeout); });
+  return sc_guarded(err, [&] { pg->group->barrier()->wait(pg->timeout); });
 }
 
 // Adds `delta` to the store's counter `key` (0 reads it without waiting):
 // the ranks' heartbeats. Returns -1 (and *err) when the store is unreachable.
 int64_t sc_pg_store_add(sc_pg* pg, const char* key, int64_t delta, char** err) {
   int64_t value = -1;
-  guarded(err, [&] { value = pg->store->add(key, delta); });
+  sc_guarded(err, [&] { value = pg->store->add(key, delta); });
   return value;
 }
 

@@ -8,8 +8,16 @@ pub struct ScPg {
     _private: [u8; 0],
 }
 
+/// An opaque `sc_reducer` (shim/reducer.cpp).
+#[repr(C)]
+pub struct ScReducer {
+    _private: [u8; 0],
+}
+
 /// What `tch::Tensor::as_ptr` returns: a `torch::Tensor*` (torch-sys).
 pub type TensorPtr = *mut torch_sys::C_tensor;
+/// A tensor the shim reads but does not write (`Tensor::as_ptr`).
+pub type ConstTensorPtr = *const torch_sys::C_tensor;
 
 unsafe extern "C" {
     pub fn sc_free_string(s: *mut c_char);
@@ -28,6 +36,28 @@ unsafe extern "C" {
         pg: *mut ScPg,
         t: TensorPtr,
         root: c_int,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn sc_pg_sum_over_ranks(
+        pg: *mut ScPg,
+        t: ConstTensorPtr,
+        err: *mut *mut c_char,
+    ) -> TensorPtr;
+    pub fn sc_pg_take_deferred_error(pg: *mut ScPg, err: *mut *mut c_char) -> c_int;
+    pub fn sc_reducer_new(
+        pg: *mut ScPg,
+        params: *const ConstTensorPtr,
+        n: usize,
+        first_cap: i64,
+        cap: i64,
+        err: *mut *mut c_char,
+    ) -> *mut ScReducer;
+    pub fn sc_reducer_free(r: *mut ScReducer);
+    pub fn sc_reducer_started(r: *mut ScReducer) -> usize;
+    pub fn sc_reducer_finish(
+        r: *mut ScReducer,
+        params: *const ConstTensorPtr,
+        n: usize,
         err: *mut *mut c_char,
     ) -> c_int;
     pub fn sc_pg_barrier(pg: *mut ScPg, err: *mut *mut c_char) -> c_int;

@@ -8,6 +8,7 @@ mod bucket;
 mod env;
 mod ffi;
 mod heartbeat;
+mod reducer;
 
 use std::ffi::CString;
 use std::os::raw::c_char;
@@ -17,6 +18,7 @@ use tch::Tensor;
 
 pub use bucket::BUCKET_BYTES;
 pub use env::DistEnv;
+pub use reducer::{FIRST_BUCKET_BYTES, Reducer};
 
 /// Why a distributed run could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub struct ProcessGroup {
     raw: std::sync::Arc<heartbeat::Raw>,
     rank: usize,
     world_size: usize,
+    /// A failure met on the Rust side of a pass ([`Self::sum_over_ranks`]).
+    kept: std::sync::Mutex<Option<DistError>>,
 }
 
 impl ProcessGroup {
@@ -111,7 +115,12 @@ impl ProcessGroup {
             raw,
             rank: env.rank,
             world_size: env.world_size,
+            kept: std::sync::Mutex::new(None),
         })
+    }
+
+    pub(crate) fn raw(&self) -> *mut ffi::ScPg {
+        self.raw.0
     }
 
     pub fn rank(&self) -> usize {
@@ -129,6 +138,47 @@ impl ProcessGroup {
         self.call("all_reduce", |err| unsafe {
             ffi::sc_pg_all_reduce_sum(self.raw.0, raw, err)
         })
+    }
+
+    /// `tensor` summed over all ranks, as a new tensor whose gradient is
+    /// the sum over ranks of the gradients reaching it (SyncBatchNorm's
+    /// statistics). Forward and backward passes deal in tensors, not
+    /// errors: a failure is kept for [`Self::check_passes`], and this
+    /// rank's own values come back in the meantime.
+    pub fn sum_over_ranks(&self, tensor: &Tensor) -> Tensor {
+        if let Err(e) = self.check("all_reduce", tensor) {
+            self.keep(e);
+            return tensor.shallow_clone();
+        }
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: a live tensor; the shim returns a new at::Tensor we own, or null.
+        let out = unsafe { ffi::sc_pg_sum_over_ranks(self.raw.0, tensor.as_ptr(), &mut err) };
+        if out.is_null() {
+            self.keep(self.failure("all_reduce", ffi::take_string(err)));
+            return tensor.shallow_clone();
+        }
+        // SAFETY: `out` is a heap at::Tensor*, as tch's own tensors are.
+        unsafe { Tensor::from_ptr(out) }
+    }
+
+    /// The first failure inside a forward or backward pass since the last
+    /// check ([`Self::sum_over_ranks`], the overlapped gradient all-reduce).
+    pub fn check_passes(&self) -> Result<(), DistError> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(e) = kept {
+            return Err(e);
+        }
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: valid handle and out-pointer.
+        if unsafe { ffi::sc_pg_take_deferred_error(self.raw.0, &mut err) } == 0 {
+            return Ok(());
+        }
+        Err(self.failure("all_reduce", ffi::take_string(err)))
+    }
+
+    fn keep(&self, e: DistError) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get_or_insert(e);
     }
 
     /// Replaces each tensor with its mean over all ranks, flattened into
@@ -182,21 +232,26 @@ impl ProcessGroup {
         if f(&mut err) == 0 {
             return Ok(());
         }
-        let gloo = ffi::take_string(err);
+        Err(self.failure(op, ffi::take_string(err)))
+    }
+
+    /// A failed collective's error, naming the rank that stood still when
+    /// the heartbeats tell (Gloo names only an address, or nothing).
+    pub(crate) fn failure(&self, op: &'static str, gloo: String) -> DistError {
         let message = match heartbeat::diagnose(&self.raw, self.rank, self.world_size) {
             Some(who) => format!("{who} ({gloo})"),
             None => gloo,
         };
-        Err(DistError::Collective {
+        DistError::Collective {
             rank: self.rank,
             op,
             message,
-        })
+        }
     }
 
     /// Gloo reduces dense CPU memory in place: anything else is our bug,
     /// reported rather than handed to C++.
-    fn check(&self, op: &'static str, t: &Tensor) -> Result<(), DistError> {
+    pub(crate) fn check(&self, op: &'static str, t: &Tensor) -> Result<(), DistError> {
         let why = if t.device() != tch::Device::Cpu {
             format!("got a tensor on {:?} (Gloo is the CPU backend)", t.device())
         } else if !t.is_contiguous() {

@@ -5,7 +5,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use semiclass_distributed::{DistEnv, ProcessGroup};
+use std::sync::Arc;
+
+use semiclass_distributed::{DistEnv, ProcessGroup, Reducer};
 use tch::Tensor;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -80,7 +82,53 @@ fn collectives(pg: &ProcessGroup) {
     for (got, want) in ts.iter().zip(&want) {
         assert!(got.equal(want), "rank {}: {got} != {want}", pg.rank());
     }
+    sum_over_ranks_and_its_gradient(pg);
     pg.barrier().unwrap();
+}
+
+/// Parameters [unused, big, small]: hooked in reverse, the small one fills
+/// the 1 MiB first bucket alone and starts during backward; the big one
+/// shares the next bucket with the unused one, which only `finish` starts.
+fn overlapped_gradient_mean(pg: Arc<ProcessGroup>) {
+    let r = pg.rank() as f64 + 1.0;
+    let leaf =
+        |n: i64| Tensor::ones([n], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+    let (unused, big, small) = (leaf(3), leaf(300_000), leaf(4));
+    let params = [&unused, &big, &small];
+    let reducer = Reducer::new(pg.clone(), &params).unwrap();
+    for step in 0..2 {
+        assert_eq!(reducer.started(), 0);
+        ((&big * r).sum(tch::Kind::Float) + (&small * &small * r).sum(tch::Kind::Float)).backward();
+        assert_eq!(
+            reducer.started(),
+            1,
+            "step {step}: the small bucket during backward"
+        );
+        reducer.finish(&params).unwrap();
+        // d/dbig = r, d/dsmall = 2 r small: means over ranks 1.5 and 3.
+        let mean = |t: &Tensor| t.grad().mean(tch::Kind::Float).double_value(&[]);
+        assert_eq!((mean(&big), mean(&small)), (1.5, 3.0));
+        assert!(
+            !unused.grad().defined(),
+            "an unused parameter keeps no gradient"
+        );
+        for p in [&big, &small] {
+            let _ = p.grad().zero_();
+        }
+    }
+}
+
+/// Rank r sends (r + 1) * [1, 2] and weighs the sum by r + 1: every rank
+/// gets [3, 6], and the gradient of its input is the sum of the ranks'
+/// weights, 1 + 2 (a gradient of its own weight alone would be r + 1).
+fn sum_over_ranks_and_its_gradient(pg: &ProcessGroup) {
+    let r = pg.rank() as f64 + 1.0;
+    let x = (Tensor::from_slice(&[1.0f32, 2.0]) * r).set_requires_grad(true);
+    let sum = pg.sum_over_ranks(&x);
+    assert_eq!(Vec::<f32>::try_from(&sum).unwrap(), [3.0, 6.0]);
+    (&sum * r).sum(tch::Kind::Float).backward();
+    pg.check_passes().unwrap();
+    assert_eq!(Vec::<f32>::try_from(x.grad()).unwrap(), [3.0, 3.0]);
 }
 
 #[test]
@@ -96,7 +144,7 @@ fn rank_worker() {
         .parse()
         .unwrap();
     let pg = ProcessGroup::new(&env(rank, 2, port), TIMEOUT).unwrap();
-    if scenario != "collectives" {
+    if matches!(scenario.as_str(), "die" | "hang") {
         // Fail only once the other rank is set up: it enters the barrier
         // after its rendezvous, which a rank dying earlier would cut short
         // (rank 1's last store reads then meet a reset connection: not the
@@ -105,6 +153,7 @@ fn rank_worker() {
     }
     match scenario.as_str() {
         "collectives" => collectives(&pg),
+        "reducer" => overlapped_gradient_mean(Arc::new(pg)),
         // Dies without a word, as a killed rank would.
         "die" => unsafe { libc::_exit(3) },
         // Stops whole (every thread), as a hung or SIGSTOPped rank would.
@@ -121,6 +170,15 @@ fn all_reduce_and_broadcast_across_two_processes() {
     let mut child = spawn_rank1("collectives", port);
     let pg = ProcessGroup::new(&env(0, 2, port), TIMEOUT).unwrap();
     collectives(&pg);
+    assert!(child.wait().unwrap().success(), "rank 1 failed");
+}
+
+#[test]
+fn overlapped_gradient_mean_across_two_processes() {
+    let port = free_port();
+    let mut child = spawn_rank1("reducer", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), TIMEOUT).unwrap();
+    overlapped_gradient_mean(Arc::new(pg));
     assert!(child.wait().unwrap().success(), "rank 1 failed");
 }
 
@@ -144,6 +202,26 @@ fn a_dead_rank_is_an_error_within_the_timeout() {
         err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
         "{err}"
     );
+}
+
+#[test]
+fn a_failure_inside_a_pass_is_kept_and_named() {
+    let port = free_port();
+    let mut child = spawn_rank1("die", port);
+    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(5)).unwrap();
+    pg.barrier().unwrap();
+    let _ = child.wait();
+    // The pass goes on with this rank's own values; the check reports.
+    let x = Tensor::from_slice(&[1.0f32, 2.0]);
+    let sum = pg.sum_over_ranks(&x);
+    assert_eq!(Vec::<f32>::try_from(&sum).unwrap(), [1.0, 2.0]);
+    let err = pg.check_passes().unwrap_err().to_string();
+    println!("{err}");
+    assert!(
+        err.starts_with("rank 0: all_reduce failed: rank 1 stopped responding ("),
+        "{err}"
+    );
+    pg.check_passes().expect("reported once");
 }
 
 #[test]

@@ -33,7 +33,7 @@ fn vit_args(data: &TinyDataset, runs: &Path, name: &str) -> Vec<String> {
     args
 }
 
-fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+pub(crate) fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut out: Vec<(String, Vec<f32>)> = st
@@ -165,6 +165,8 @@ fn a_killed_rank_stops_the_run_with_its_rank_named() {
         .any(|l| l.contains(" step "));
     assert!(started, "no training step logged");
     let rank1 = children(launcher.id())[1];
+    let scratch = std::env::temp_dir().join(format!("semiclass-rank1-{rank1}"));
+    assert!(scratch.is_dir(), "rank 1 trains in {}", scratch.display());
     // SAFETY: killing a process this test started (the launcher's second child).
     unsafe { libc::kill(rank1 as i32, libc::SIGKILL) };
     let killed = Instant::now();
@@ -183,6 +185,8 @@ fn a_killed_rank_stops_the_run_with_its_rank_named() {
     );
     // Rank 0's own error names the rank too (from the ranks' heartbeats).
     assert!(stderr.contains("rank 1 stopped responding"), "{stderr}");
+    // The killed rank could not remove its scratch folder; the launcher did.
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
 }
 
 /// The processes `pid` started, in the order started.

@@ -9,4 +9,5 @@ mod export;
 mod models;
 mod registry;
 mod sdk;
+mod sync_bn;
 mod train;

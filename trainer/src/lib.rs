@@ -20,3 +20,5 @@ pub mod openmp;
 pub mod optim;
 pub mod registry_hooks;
 pub mod schedule;
+#[cfg(test)]
+mod two_ranks;

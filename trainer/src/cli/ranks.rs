@@ -40,7 +40,7 @@ pub fn join(env: &DistEnv, cfg: &TrainConfig, device: tch::Device) -> anyhow::Re
     check_backend(&cfg.run.dist_backend, device)?;
     let timeout = Duration::from_secs(cfg.run.dist_timeout.max(1));
     let group = ProcessGroup::new(env, timeout)?;
-    Ok(Dist::new(group))
+    Ok(Dist::new(group, cfg.run.sync_bn))
 }
 
 /// Gloo on CPU. NCCL would be the CUDA backend, but the wheel this tool
@@ -74,8 +74,9 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn create(rank: usize) -> anyhow::Result<Scratch> {
-        let path =
-            std::env::temp_dir().join(format!("semiclass-rank{rank}-{}", std::process::id()));
+        let temp = std::env::temp_dir();
+        sweep_scratch(&temp);
+        let path = scratch_path(&temp, rank, std::process::id());
         std::fs::create_dir_all(&path).with_context(|| path.display().to_string())?;
         Ok(Scratch(path))
     }
@@ -88,6 +89,36 @@ impl Scratch {
             .with_context(|| format!("copying {} for this rank", run.display()))?;
         Ok(copy)
     }
+}
+
+/// Rank `rank`'s scratch folder when its process id is `pid`.
+fn scratch_path(temp: &Path, rank: usize, pid: u32) -> PathBuf {
+    temp.join(format!("semiclass-rank{rank}-{pid}"))
+}
+
+/// Removes the scratch folders of ranks that are gone: a killed rank
+/// (SIGKILL, a crash) never drops its [`Scratch`]. A folder whose process
+/// id is alive stays, even if the id now belongs to another program.
+fn sweep_scratch(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(scratch_pid) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The process id in a scratch folder's name `semiclass-rank{R}-{PID}`.
+fn scratch_pid(name: &str) -> Option<u32> {
+    let (rank, pid) = name.strip_prefix("semiclass-rank")?.split_once('-')?;
+    rank.parse::<usize>().ok()?;
+    pid.parse().ok()
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -239,6 +270,11 @@ fn supervise(mut ranks: Vec<Rank>) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A rank that was killed left its scratch folder behind.
+    let temp = std::env::temp_dir();
+    for r in ranks.iter().filter(|r| r.rank > 0) {
+        let _ = std::fs::remove_dir_all(scratch_path(&temp, r.rank, r.child.id()));
+    }
     match failed {
         None => Ok(ExitCode::SUCCESS),
         Some((rank, status)) => Err(rank_failure(&ranks[rank], status)),
@@ -273,6 +309,22 @@ fn rank_failure(rank: &Rank, status: ExitStatus) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_removes_the_scratch_of_gone_processes_only() {
+        let temp = tempfile::tempdir().unwrap();
+        // A process id above the kernel's pid_max (4194304) never runs.
+        let gone = scratch_path(temp.path(), 1, 4_194_305);
+        let alive = scratch_path(temp.path(), 2, std::process::id());
+        let other = temp.path().join("semiclass-rank1-notapid");
+        for dir in [&gone, &alive, &other] {
+            std::fs::create_dir_all(dir.join("run")).unwrap();
+        }
+        sweep_scratch(temp.path());
+        assert!(!gone.exists(), "a dead rank's folder goes");
+        assert!(alive.exists(), "a live process's folder stays");
+        assert!(other.exists(), "another name is not ours");
+    }
 
     #[test]
     fn nproc_is_taken_out_of_the_command_line() {

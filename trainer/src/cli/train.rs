@@ -171,11 +171,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What data parallelism cost this rank: the share of the run spent
-/// averaging gradients (bench/ddp-scaling.sh reads this line).
+/// finishing the gradient averaging after backward, the part the overlap
+/// with backward did not hide (bench/ddp-scaling.sh reads this line).
 fn report_averaging(dist: &Dist, run: std::time::Duration) {
     let averaging = dist.averaging_time();
     println!(
-        "data-parallel: gradient all-reduce {:.1} s of {:.1} s ({:.1}%)",
+        "data-parallel: gradient all-reduce, waited for after backward: {:.1} s of {:.1} s ({:.1}%)",
         averaging.as_secs_f64(),
         run.as_secs_f64(),
         100.0 * averaging.as_secs_f64() / run.as_secs_f64().max(1e-9)

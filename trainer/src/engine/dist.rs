@@ -11,9 +11,10 @@
 //! models with BatchNorm match a one-process run only approximately.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use semiclass_distributed::{DistError, ProcessGroup};
+use semiclass_distributed::{DistError, ProcessGroup, Reducer};
 use tch::{Kind, Tensor};
 
 use super::TrainError;
@@ -26,10 +27,16 @@ use crate::nn::Network;
 
 /// This process's place in a data-parallel run.
 pub struct Dist {
-    pub group: ProcessGroup,
-    /// Nanoseconds spent averaging gradients (the all-reduce and its
-    /// copies), for the run's report of what communication costs.
+    pub group: Arc<ProcessGroup>,
+    /// `run.sync_bn`: BatchNorm's training statistics over the global batch.
+    sync_bn: bool,
+    /// Nanoseconds spent after backward finishing the gradient averaging
+    /// (what the overlap with backward did not hide), for the run's report
+    /// of what communication costs.
     averaging_ns: AtomicU64,
+    /// The current stage's parameters, hooked so that their gradients are
+    /// all-reduced while backward runs ([`Dist::attach`]).
+    reducer: Mutex<Option<Reducer>>,
 }
 
 impl From<DistError> for TrainError {
@@ -39,10 +46,12 @@ impl From<DistError> for TrainError {
 }
 
 impl Dist {
-    pub fn new(group: ProcessGroup) -> Dist {
+    pub fn new(group: ProcessGroup, sync_bn: bool) -> Dist {
         Dist {
-            group,
+            group: Arc::new(group),
+            sync_bn,
             averaging_ns: AtomicU64::new(0),
+            reducer: Mutex::new(None),
         }
     }
 
@@ -107,6 +116,24 @@ impl Dist {
         })
     }
 
+    /// Readies a stage's network: SyncBatchNorm over this group when
+    /// `run.sync_bn` asks for it.
+    pub fn prepare_network(&self, net: &mut Network) {
+        net.set_sync_batch_norm(self.sync_bn.then(|| self.group.clone()));
+    }
+
+    /// Hooks `net`'s trainable parameters (replacing an earlier stage's
+    /// hooks): from here on each step's backward starts their all-reduce
+    /// bucket by bucket, and [`Dist::average_gradients`] completes it.
+    pub fn attach(&self, net: &Network) -> Result<(), TrainError> {
+        let params: Vec<&Tensor> = net.trainable().into_iter().map(|(_, t)| t).collect();
+        let mut slot = self.reducer.lock().unwrap_or_else(|e| e.into_inner());
+        // The old hooks go first: a tensor keeps one post-accumulate hook.
+        *slot = None;
+        *slot = Some(Reducer::new(self.group.clone(), &params)?);
+        Ok(())
+    }
+
     /// Rank 0's weights and buffers everywhere (DDP's broadcast at start).
     pub fn broadcast_network(&self, net: &Network) -> Result<(), TrainError> {
         self.broadcast_tensors(net.named_tensors().into_iter().map(|(_, t)| t))
@@ -122,32 +149,39 @@ impl Dist {
         Ok(self.group.broadcast(&mut tensors, 0)?)
     }
 
-    /// Averages the parameters' gradients over ranks in place, and the
-    /// step's logged values with them (one more bucket entry); returns the
-    /// averaged values. A rank whose loss was not finite sends a non-finite
-    /// mean to all, so every rank stops at the same step.
-    pub fn average_gradients(
-        &self,
-        params: &[(&Tensor, bool)],
-        values: [f64; 4],
-    ) -> Result<[f64; 4], TrainError> {
-        // Every rank must send the same buffers: a gradient that is
-        // undefined here (a skipped backward) goes as zeros.
-        let mut tensors: Vec<Tensor> = params
-            .iter()
-            .map(|(p, _)| {
-                let g = p.grad();
-                if g.defined() { g } else { p.zeros_like() }
-            })
-            .collect();
-        tensors.push(Tensor::from_slice(&values.map(|v| v as f32)));
-        let start = Instant::now();
-        self.group.all_reduce_mean(&mut tensors)?;
-        let spent = start.elapsed().as_nanos() as u64;
-        self.averaging_ns.fetch_add(spent, Ordering::Relaxed);
-        let mean: Vec<f32> = Vec::try_from(tensors.last().expect("values pushed"))
+    /// The mean over ranks of a step's logged values (one collective).
+    /// A value that is not finite on any rank makes its mean not finite on
+    /// every rank, which is how all ranks skip a step together
+    /// ([`super::step::backward_if_finite`]).
+    pub fn mean_over_ranks(&self, values: [f64; 4]) -> Result<[f64; 4], TrainError> {
+        let mut t = [Tensor::from_slice(&values.map(|v| v as f32))];
+        self.group.all_reduce_mean(&mut t)?;
+        let mean: Vec<f32> = Vec::try_from(&t[0])
             .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
         Ok([0, 1, 2, 3].map(|i| f64::from(mean[i])))
+    }
+
+    /// Averages the parameters' gradients over ranks in place, after
+    /// backward. With [`Dist::attach`]'s hooks most buckets are already
+    /// under way; without, every gradient goes now.
+    pub fn average_gradients(&self, params: &[(&Tensor, bool)]) -> Result<(), TrainError> {
+        // A collective that failed inside the passes (SyncBatchNorm) first.
+        self.group.check_passes()?;
+        let start = Instant::now();
+        let reducer = self.reducer.lock().unwrap_or_else(|e| e.into_inner());
+        match reducer.as_ref() {
+            Some(reducer) => {
+                let params: Vec<&Tensor> = params.iter().map(|(p, _)| *p).collect();
+                reducer.finish(&params)?;
+            }
+            // The buckets write the means into the gradients.
+            None => self
+                .group
+                .all_reduce_mean(&mut gradients_or_zeros(params))?,
+        }
+        let spent = start.elapsed().as_nanos() as u64;
+        self.averaging_ns.fetch_add(spent, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Rank 0's evaluation (the only one run) given to every rank, so that
@@ -173,6 +207,18 @@ impl Dist {
             predictions: Vec::new(),
         })
     }
+}
+
+/// Every rank must send the same buffers: a gradient that is undefined
+/// here (a skipped backward) goes as zeros, and stays undefined.
+fn gradients_or_zeros(params: &[(&Tensor, bool)]) -> Vec<Tensor> {
+    params
+        .iter()
+        .map(|(p, _)| {
+            let g = p.grad();
+            if g.defined() { g } else { p.zeros_like() }
+        })
+        .collect()
 }
 
 /// Rank `rank`'s contiguous share of one part; the part must split evenly

@@ -15,7 +15,7 @@ use super::evaluate::{EvalInput, EvalResult, evaluate};
 use super::oom::{OomContext, catch_oom};
 use super::plan::StepPlan;
 use super::setup::{RunData, RunDir};
-use super::step::{clip_grad_norm, forward_backward};
+use super::step::{backward_if_finite, clip_grad_norm, forward_losses};
 use crate::algorithms::{Algorithm, Supervised};
 use crate::baseline::Baseline;
 use crate::checkpoint::{save_checkpoint, save_state};
@@ -264,10 +264,14 @@ pub fn run_stage(
     if let Some(dist) = ctx.dist {
         // Before the EMA copies the weights: every rank starts from rank 0's.
         dist.broadcast_network(net)?;
+        dist.prepare_network(net);
     }
     let mut runner = Runner::new(ctx, stage, net, plan.steps_per_epoch());
     if let Some((tensors, info)) = resume {
         runner.restore(tensors, &info)?;
+    }
+    if let Some(dist) = ctx.dist {
+        dist.attach(runner.net)?;
     }
     let mut requests = plan.requests(runner.progress.step, runner.total);
     if let Some(dist) = ctx.dist {
@@ -367,7 +371,7 @@ impl<'a, 'n> Runner<'a, 'n> {
         tch::manual_seed(plan_seed(self.ctx.seed, self.stage.id, step));
         zero_grad(&trainable(self.net));
         let input_size = self.ctx.data.transform.input_size;
-        let losses = forward_backward(
+        let losses = forward_losses(
             self.net,
             self.ema.as_mut(),
             self.stage.labeler,
@@ -376,19 +380,14 @@ impl<'a, 'n> Runner<'a, 'n> {
             parts,
             input_size,
         );
-        let params = trainable(self.net);
-        let local = [
-            losses.total.double_value(&[]),
-            losses.sup_loss,
-            losses.unsup_loss,
-            losses.mask_ratio,
-        ];
-        let [total_loss, sup_loss, unsup_loss, mask_ratio] = match self.ctx.dist {
-            Some(dist) => dist.average_gradients(&params, local)?,
-            None => local,
-        };
+        let [total_loss, sup_loss, unsup_loss, mask_ratio] =
+            backward_if_finite(&losses, self.ctx.dist)?;
         if !total_loss.is_finite() {
             return Err(self.non_finite(total_loss));
+        }
+        let params = trainable(self.net);
+        if let Some(dist) = self.ctx.dist {
+            dist.average_gradients(&params)?;
         }
         let lr = self.schedule.lr_at(step);
         if let Some(max_norm) = self.ctx.cfg.grad_clip {

@@ -2,6 +2,7 @@
 
 mod network;
 mod padding_taps;
+pub(crate) mod sync_bn;
 mod tch_backend;
 mod weights;
 

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use semiclass_distributed::ProcessGroup;
 
 use semiclass_models::backend::{Init, ParamKind, ParamSpec};
 use semiclass_models::{Model, spec::Shape};
@@ -30,6 +33,8 @@ pub struct Network {
     device: Device,
     layout: Layout,
     drop_padding_taps: bool,
+    /// Set for SyncBatchNorm in a data-parallel run.
+    sync_bn: Option<Arc<ProcessGroup>>,
 }
 
 impl Network {
@@ -60,6 +65,7 @@ impl Network {
             device,
             layout,
             drop_padding_taps: layout == Layout::ChannelsLast,
+            sync_bn: None,
         }
     }
 
@@ -70,6 +76,12 @@ impl Network {
             drop_padding_taps: false,
             ..self
         }
+    }
+
+    /// Training-mode BatchNorm takes its statistics over every rank of
+    /// `group` (SyncBatchNorm); `None`: over this process's batch.
+    pub fn set_sync_batch_norm(&mut self, group: Option<Arc<ProcessGroup>>) {
+        self.sync_bn = group;
     }
 
     pub fn device(&self) -> Device {
@@ -84,6 +96,7 @@ impl Network {
             training,
             device: self.device,
             drop_padding_taps: self.drop_padding_taps,
+            sync_bn: self.sync_bn.as_deref(),
         };
         self.model
             .forward(&mut backend, &in_layout(x.shallow_clone(), self.layout))

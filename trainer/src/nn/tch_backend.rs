@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
+use semiclass_distributed::ProcessGroup;
 use semiclass_models::backend::{
     Activation, Backend, BatchNormParams, Conv2d, Init, ParamKind, Pool2d,
 };
 use tch::{Device, Kind, Tensor};
 
 use super::padding_taps;
+use super::sync_bn::sync_batch_norm;
 
 /// Computes forward code with the given named tensors.
 pub struct TchBackend<'a> {
@@ -18,6 +20,9 @@ pub struct TchBackend<'a> {
     /// Convolutions skip the kernel taps that meet only padding
     /// ([`super::padding_taps`]).
     pub drop_padding_taps: bool,
+    /// SyncBatchNorm's process group: in training mode, BatchNorm takes
+    /// its statistics over every rank's slice ([`super::sync_bn`]).
+    pub sync_bn: Option<&'a ProcessGroup>,
 }
 
 fn pair(v: usize) -> [i64; 2] {
@@ -63,6 +68,9 @@ impl Backend for TchBackend<'_> {
     }
 
     fn batch_norm(&mut self, x: &Tensor, p: BatchNormParams<Tensor>, eps: f64) -> Tensor {
+        if let (true, Some(group)) = (self.training, self.sync_bn) {
+            return sync_batch_norm(x, &p, eps, group);
+        }
         x.batch_norm(
             Some(&p.weight),
             Some(&p.bias),
