@@ -175,7 +175,7 @@ impl JobRunner {
     fn recover_orphans(&self, registry: &mut Registry) -> Result<(), StudioError> {
         for job in registry.jobs_with_status(JobStatus::Running)? {
             let ours = self.running().contains_key(&job.id);
-            if !ours && !job.pid.is_some_and(process_alive) {
+            if !ours && !job.pid.is_some_and(|pid| self.runs_a_job(pid)) {
                 registry.move_job(
                     job.id,
                     JobStatus::Running,
@@ -424,6 +424,25 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+impl JobRunner {
+    /// Whether `pid` is still a job of this registry: alive, and (where
+    /// /proc tells) started with `--registry` this registry. A pid the
+    /// system gave to another program since would otherwise keep a dead
+    /// job "running" for ever.
+    fn runs_a_job(&self, pid: u32) -> bool {
+        process_alive(pid) && command_line_names(pid, &self.global_args()).unwrap_or(true)
+    }
+}
+
+/// Whether `/proc/PID/cmdline` holds `args` in a row; `None` when it
+/// cannot be read (no /proc, or the process ended in between).
+fn command_line_names(pid: u32, args: &[String]) -> Option<bool> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let words: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+    let wanted: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    Some(words.windows(wanted.len()).any(|w| w == wanted.as_slice()))
+}
+
 /// Whether a process with this pid exists (signal 0 checks, sends nothing).
 fn process_alive(pid: u32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks.
@@ -436,6 +455,24 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
 
     use super::*;
+
+    #[test]
+    fn a_reused_pid_is_not_taken_for_a_job() {
+        let args = ["--registry".to_string(), "/reg/one.sqlite".to_string()];
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30", "--registry", "/reg/one.sqlite"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(command_line_names(pid, &args), Some(true));
+        let other = ["--registry".to_string(), "/reg/two.sqlite".to_string()];
+        assert_eq!(command_line_names(pid, &other), Some(false));
+        // This test's own process is alive but runs no job.
+        assert_eq!(command_line_names(std::process::id(), &args), Some(false));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+    }
 
     #[test]
     fn only_a_training_is_said_to_resume_from_its_state() {
