@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -430,17 +431,29 @@ impl JobRunner {
     /// system gave to another program since would otherwise keep a dead
     /// job "running" for ever.
     fn runs_a_job(&self, pid: u32) -> bool {
-        process_alive(pid) && command_line_names(pid, &self.global_args()).unwrap_or(true)
+        process_alive(pid) && registry_of(pid).is_none_or(|r| same_file(&r, &self.registry))
     }
 }
 
-/// Whether `/proc/PID/cmdline` holds `args` in a row; `None` when it
-/// cannot be read (no /proc, or the process ended in between).
-fn command_line_names(pid: u32, args: &[String]) -> Option<bool> {
+/// The path after `--registry` in `/proc/PID/cmdline`: `Some("")` when
+/// the process was started without one, `None` when /proc cannot tell
+/// (no /proc, or the process ended in between).
+fn registry_of(pid: u32) -> Option<PathBuf> {
     let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let words: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
-    let wanted: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-    Some(words.windows(wanted.len()).any(|w| w == wanted.as_slice()))
+    let after = words
+        .windows(2)
+        .find(|w| w[0] == b"--registry")
+        .map_or(&b""[..], |w| w[1]);
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(after)))
+}
+
+/// The same file under two spellings (links, `..`), or the same path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Whether a process with this pid exists (signal 0 checks, sends nothing).
@@ -458,17 +471,31 @@ mod tests {
 
     #[test]
     fn a_reused_pid_is_not_taken_for_a_job() {
-        let args = ["--registry".to_string(), "/reg/one.sqlite".to_string()];
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("registry.sqlite");
+        std::fs::write(&registry, b"").unwrap();
+        let spelled = dir.path().join("sub/../registry.sqlite");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
         let mut child = Command::new("sh")
-            .args(["-c", "sleep 30", "--registry", "/reg/one.sqlite"])
+            .args(["-c", "sleep 30", "--registry"])
+            .arg(&spelled)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let pid = child.id();
-        assert_eq!(command_line_names(pid, &args), Some(true));
-        let other = ["--registry".to_string(), "/reg/two.sqlite".to_string()];
-        assert_eq!(command_line_names(pid, &other), Some(false));
-        // This test's own process is alive but runs no job.
-        assert_eq!(command_line_names(std::process::id(), &args), Some(false));
+        // Until it has exec'd, the child's cmdline is this test's.
+        let started = Instant::now();
+        let mut found = registry_of(pid).unwrap();
+        while found.as_os_str().is_empty() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+            found = registry_of(pid).unwrap();
+        }
+        assert!(same_file(&found, &registry), "{}", found.display());
+        assert!(!same_file(&found, &dir.path().join("other.sqlite")));
+        // This test's own process is alive but names no registry.
+        assert_eq!(registry_of(std::process::id()), Some(PathBuf::new()));
+        assert!(!same_file(Path::new(""), &registry));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!process_alive(pid));
