@@ -39,6 +39,22 @@ impl Default for ZipLimits {
 /// "infinitely").
 const RATIO_FREE_BYTES: u64 = 1 << 20;
 
+/// A name made of an uploaded file's name that is safe as one path
+/// component: letters, digits, `-` and `_` kept, anything else `_`, at
+/// most 64 characters (may be empty).
+pub fn safe_name(stem: &str) -> String {
+    stem.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 /// Unpacks the zip at `archive` into the new folder `dest` (which must not
 /// exist); returns the dataset folder inside it (`dest`, or its only
 /// sub-folder when the zip holds one folder).

@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use super::add_and_check;
 use super::pages::go_to;
-use super::upload::{ZipLimits, unpack};
+use super::upload::{ZipLimits, safe_name, unpack};
 use crate::error::StudioError;
 use crate::state::Studio;
 
@@ -81,17 +81,7 @@ async fn receive(form: &mut Multipart, to: &Path) -> Result<String, StudioError>
 fn folder_name(file_name: &str) -> String {
     let stem = file_name.rsplit(['/', '\\']).next().unwrap_or_default();
     let stem = stem.strip_suffix(".zip").unwrap_or(stem);
-    let safe: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
+    let safe = safe_name(stem);
     if safe.is_empty() {
         "upload".into()
     } else {

@@ -4,7 +4,7 @@ use semiclass_manifest::package::Target;
 
 use super::packages::packages_dir;
 use crate::error::StudioError;
-use crate::evals::checked_checkpoint;
+use crate::evals::{checked_checkpoint, checkpoint_config};
 use crate::jobs::runner::{CommandJob, unique_stamp};
 use crate::state::Studio;
 
@@ -53,11 +53,7 @@ impl ExportRequest {
                 "export {shown} for {target}{}",
                 if sdk { " with the offline SDK" } else { "" }
             ),
-            config: format!(
-                "checkpoint: {}\nsha256: {}\n",
-                checkpoint.path.display(),
-                checkpoint.sha256
-            ),
+            config: checkpoint_config(&checkpoint),
             args,
             out_dir,
             name,

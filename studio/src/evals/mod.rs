@@ -7,4 +7,4 @@ pub mod pages;
 pub mod report;
 mod request;
 
-pub use request::{EvalRequest, EvalSourceChoice, checked_checkpoint};
+pub use request::{EvalRequest, EvalSourceChoice, checked_checkpoint, checkpoint_config};

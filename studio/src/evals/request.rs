@@ -9,6 +9,7 @@ use semiclass_manifest::checkpoint_file::read_meta;
 use semiclass_registry::{Registry, Resolved, resolve_checkpoint};
 
 use crate::datasets::pages::find;
+use crate::datasets::upload::safe_name;
 use crate::error::StudioError;
 use crate::jobs::runner::{CommandJob, unique_stamp};
 use crate::state::Studio;
@@ -55,6 +56,16 @@ pub fn checked_checkpoint(registry: &Registry, arg: &str) -> Result<Resolved, St
         )));
     }
     Ok(resolved)
+}
+
+/// What a job on a checkpoint shows as its configuration: the file and
+/// the content it was queued on.
+pub fn checkpoint_config(checkpoint: &Resolved) -> String {
+    format!(
+        "checkpoint: {}\nsha256: {}\n",
+        checkpoint.path.display(),
+        checkpoint.sha256
+    )
 }
 
 impl EvalRequest {
@@ -121,11 +132,7 @@ impl EvalRequest {
         Ok(CommandJob {
             kind: "eval",
             title: format!("eval {shown} on {on} of {}", dataset.name),
-            config: format!(
-                "checkpoint: {}\nsha256: {}\n",
-                checkpoint.path.display(),
-                checkpoint.sha256
-            ),
+            config: checkpoint_config(&checkpoint),
             args,
             out_dir,
             name,
@@ -173,17 +180,7 @@ fn check_uploaded_list(
 /// the uploaded one, next to it (the job reads it there).
 fn keep_list(saved: &Path, uploaded: &str) -> Result<PathBuf, StudioError> {
     let stem = uploaded.strip_suffix(".txt").unwrap_or(uploaded);
-    let safe: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
+    let safe = safe_name(stem);
     let kept = saved.with_file_name(format!("{safe}-{}.txt", unique_stamp()));
     std::fs::rename(saved, &kept).map_err(|e| {
         StudioError::Internal(format!("{}: cannot keep the list: {e}", kept.display()))
