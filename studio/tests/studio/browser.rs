@@ -3,55 +3,11 @@
 //! `semiclass studio` process whose jobs train for real. Screenshots of
 //! every step are kept in `target/test-artifacts/studio/`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{TOKEN, semiclass_binary, two_class_dataset};
-
-/// `semiclass studio` on a free loopback port, stopped (SIGTERM) when dropped.
-struct StudioProcess {
-    child: Child,
-    url: String,
-}
-
-impl StudioProcess {
-    fn start(registry: &Path) -> StudioProcess {
-        let mut child = Command::new(semiclass_binary())
-            .args(["--registry", registry.to_str().unwrap()])
-            .args(["studio", "--listen", "127.0.0.1:0"])
-            .env("SEMICLASS_STUDIO_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the semiclass binary runs");
-        let stdout = child.stdout.take().unwrap();
-        // Read to its end: a closed pipe would fail the studio's next print.
-        let (first, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = first.send(line);
-            }
-        });
-        // "semiclass studio: http://127.0.0.1:PORT/ (log in with ...)"
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("the studio did not say where it listens: {line:?}"))
-            .to_string();
-        StudioProcess { child, url }
-    }
-}
-
-impl Drop for StudioProcess {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
+use crate::common::{StudioProcess, TOKEN, semiclass_binary, two_class_dataset};
 
 #[test]
 fn the_workflow_goes_from_a_dataset_to_a_served_model_in_chromium() {

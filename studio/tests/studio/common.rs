@@ -1,7 +1,10 @@
 //! A studio on a temporary registry, a logged-in client, tiny datasets.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -189,4 +192,58 @@ pub async fn add_dataset(t: &TestStudio, root: &Path) -> i64 {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let target = answer.headers["hx-redirect"].to_str().unwrap();
     target.strip_prefix("/datasets/").unwrap().parse().unwrap()
+}
+
+/// `semiclass studio` on a free loopback port, stopped (SIGTERM) when dropped.
+pub struct StudioProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl StudioProcess {
+    pub fn start(registry: &Path) -> StudioProcess {
+        let mut child = Command::new(semiclass_binary())
+            .args(["--registry", registry.to_str().unwrap()])
+            .args(["studio", "--listen", "127.0.0.1:0"])
+            .env("SEMICLASS_STUDIO_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the semiclass binary runs");
+        let stdout = child.stdout.take().unwrap();
+        // Read to its end: a closed pipe would fail the studio's next print.
+        let (first, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = first.send(line);
+            }
+        });
+        // "semiclass studio: http://127.0.0.1:PORT/ (log in with ...)"
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("the studio did not say where it listens: {line:?}"))
+            .to_string();
+        StudioProcess { child, url }
+    }
+}
+
+impl StudioProcess {
+    /// Kills it with SIGKILL: no chance to stop its jobs itself.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for StudioProcess {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // killed and reaped already
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use semiclass_registry::{JobRow, JobStatus};
 
-use crate::common::{TestStudio, add_dataset, semiclass_binary, two_class_dataset};
+use crate::common::{StudioProcess, TestStudio, add_dataset, semiclass_binary, two_class_dataset};
 
 /// Settings that train in seconds on a CPU (tests/e2e's).
 pub const TINY: &[(&str, &str)] = &[
@@ -142,40 +142,33 @@ async fn a_cancelled_training_stops_with_its_state_and_resumes_to_the_end() {
 async fn a_job_left_by_a_killed_studio_shows_as_interrupted_and_resumes() {
     let t = TestStudio::logged_in().await;
     let (id, _data) = queue(&t, LONGER).await;
-    // What a studio that is then killed does: the job runs as its child...
-    let mut registry = t.registry();
-    assert!(
-        registry
-            .move_job(id, JobStatus::Queued, JobStatus::Running, None)
-            .unwrap()
-    );
-    let row = job(&t, id);
-    std::fs::create_dir_all(row.log_path.parent().unwrap()).unwrap();
-    let log_file = std::fs::File::create(&row.log_path).unwrap();
-    let mut child = std::process::Command::new(semiclass_binary())
-        .args(&row.args)
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    registry.set_job_pid(id, child.id()).unwrap();
+    // A real studio on the same registry runs the queue (this test's
+    // studio never looks at it until the end)...
+    let registry = t.dir.path().join("registry.sqlite");
+    let studio = StudioProcess::start(&registry);
+    let row = poll(&t, id, "step 3", log_has(" step 3/30 "));
+    let pid = row.pid.expect("the studio recorded its job's pid");
+    // ...and is killed: its job gets SIGTERM from the kernel
+    // (PR_SET_PDEATHSIG) and saves its state with nobody watching.
+    studio.kill();
     let started = Instant::now();
-    while !log(&row).contains(" step 3/30 ") {
+    while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
         assert!(
-            started.elapsed() < Duration::from_secs(300),
+            started.elapsed() < Duration::from_secs(120),
             "{}",
             log(&row)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // ...which gets SIGTERM when the studio dies (PR_SET_PDEATHSIG) and
-    // saves its state with nobody watching.
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{}", log(&row));
-    // A new studio finds it.
-    let row = wait_for(&t, id, "recovery", ended);
-    assert_eq!(row.status, JobStatus::Interrupted);
+    assert_eq!(
+        job(&t, id).status,
+        JobStatus::Running,
+        "nobody has looked yet"
+    );
+    let studio = StudioProcess::start(&registry);
+    let row = poll(&t, id, "recovery", ended);
+    // The new studio found it.
+    assert_eq!(row.status, JobStatus::Interrupted, "{}", log(&row));
     assert!(
         row.message
             .unwrap()
@@ -187,8 +180,31 @@ async fn a_job_left_by_a_killed_studio_shows_as_interrupted_and_resumes() {
         "{}",
         page.body
     );
+    // Resumed here, run there.
     let resumed = t.post_form(&format!("/jobs/{id}/resume"), &[]).await;
     assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
-    let row = wait_for(&t, id, "end", ended);
-    assert_eq!(row.status, JobStatus::Finished, "{}", log(&row));
+    let row = poll(&t, id, "end", ended);
+    assert_eq!(row.status, JobStatus::Finished, "{row:?}\n{}", log(&row));
+    // The second start continued the first: one run, which the log shows ending.
+    assert!(log(&row).contains("large: best"), "{}", log(&row));
+    assert_eq!(t.registry().runs().unwrap().len(), 1);
+    drop(studio);
+}
+
+/// Reads the registry until `done` holds for the job, without running the
+/// queue (another studio process runs it); fails after 5 minutes.
+fn poll(t: &TestStudio, id: i64, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
+    let started = Instant::now();
+    loop {
+        let row = job(t, id);
+        if done(&row) {
+            return row;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no {what} after 5 minutes: {row:?}\n{}",
+            std::fs::read_to_string(&row.log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -126,9 +126,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .map(|e| ranks::join(e, &cfg, device))
         .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
+    // A second Ctrl-C while the checkpoint is written ends the process. A
+    // second SIGTERM does not: a process whose parent dies gets its
+    // PR_SET_PDEATHSIG again each time it is handed to another of the
+    // dying parent's threads (a killed `semiclass studio` sends several),
+    // and the state must still be saved; SIGKILL is the way to force.
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        stop.clone(),
+    )?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the checkpoint is written ends the process.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
         signal_hook::flag::register(signal, stop.clone())?;
     }
     println!("run: {}", run.path.display());
