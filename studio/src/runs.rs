@@ -36,7 +36,7 @@ pub async fn list(State(studio): State<Arc<Studio>>) -> Result<Markup, StudioErr
                         @for run in &runs {
                             tr data-run=(run.name) {
                                 td.num { (run.id) }
-                                td { a href={ "/runs/" (run.id) } { (run.name) } }
+                                td { a href={ "/runs/" (run.id) } { (shown_name(run)) } }
                                 td { (run.mode) }
                                 td { span class={ "badge " (run.status.as_str()) } { (run.status.as_str()) } }
                                 td { (when(run.started)) }
@@ -62,13 +62,13 @@ pub async fn show(
     let folder = RunFolder::of_run(&run);
     let (curves, _) = curves_data(&folder);
     Ok(page(
-        &format!("Run {}", run.name),
+        &format!("Run {}", shown_name(&run)),
         Section::Runs,
         html! {
             link rel="stylesheet" href=(UPLOT_CSS_PATH);
             script src=(UPLOT_PATH) defer {}
             script src=(CURVES_PATH) defer {}
-            h1 { "Run " (run.name) }
+            h1 { "Run " (shown_name(&run)) }
             div.row {
                 span class={ "badge " (run.status.as_str()) } { (run.status.as_str()) }
                 span.hint { (run.mode) " · started " (when(run.started)) }
@@ -98,9 +98,56 @@ pub async fn run_file(
     send_file(&run.run_dir, &rel)
 }
 
+/// A joint run records its models as the runs `large` and `small` of its
+/// folder: they are shown as `FOLDER/large`, `FOLDER/small`.
+fn shown_name(run: &RunRow) -> String {
+    let joint_folder = run
+        .run_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .filter(|_| matches!(run.name.as_str(), "large" | "small"));
+    match joint_folder {
+        Some(folder) => format!("{folder}/{}", run.name),
+        None => run.name.clone(),
+    }
+}
+
 fn find(registry: &Registry, id: i64) -> Result<RunRow, StudioError> {
     registry
         .run(&id.to_string())?
         .filter(|run| run.id == id)
         .ok_or_else(|| StudioError::NotFound(format!("no run {id} in the registry")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use semiclass_registry::RunStatus;
+
+    use super::*;
+
+    fn run(name: &str, dir: &str) -> RunRow {
+        RunRow {
+            id: 1,
+            name: name.into(),
+            run_dir: PathBuf::from(dir),
+            mode: "large".into(),
+            config: String::new(),
+            status: RunStatus::Finished,
+            pid: None,
+            started: 0,
+            ended: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn a_joint_runs_models_are_named_by_their_folder() {
+        let joint = run("large", "/runs/demo-20261207/large");
+        assert_eq!(shown_name(&joint), "demo-20261207/large");
+        let alone = run("large-1", "/runs/large-1");
+        assert_eq!(shown_name(&alone), "large-1");
+    }
 }

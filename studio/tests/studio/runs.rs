@@ -23,6 +23,12 @@ pub async fn the_runs_page_shows_the_same_run(t: &TestStudio, job: &JobRow) {
         "{}",
         list.body
     );
+    let folder = job.run_dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        list.body.contains(&format!(">{folder}</a>")),
+        "{}",
+        list.body
+    );
     let id = run.id;
     let page = t.get(&format!("/runs/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
