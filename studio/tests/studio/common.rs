@@ -247,3 +247,10 @@ impl Drop for StudioProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The answer has `status` and its body says `says` (the reason a user
+/// reads).
+pub fn assert_says(answer: &Answer, status: StatusCode, says: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert!(answer.body.contains(says), "{says}: {}", answer.body);
+}

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use zip::write::SimpleFileOptions;
 
-use crate::common::{Answer, ORIGIN, TestStudio, snapshot, two_class_dataset};
+use crate::common::{Answer, ORIGIN, TestStudio, assert_says, snapshot, two_class_dataset};
 
 const BOUNDARY: &str = "studio-test-boundary";
 
@@ -60,13 +60,7 @@ async fn upload(t: &TestStudio, zip: Vec<u8>) -> crate::common::Answer {
 /// The upload was refused with 422 and a message containing `says`, and
 /// nothing of it was kept.
 fn assert_refused(t: &TestStudio, answer: &Answer, says: &str) {
-    assert_eq!(
-        answer.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        answer.body
-    );
-    assert!(answer.body.contains(says), "{says}: {}", answer.body);
+    assert_says(answer, StatusCode::UNPROCESSABLE_ENTITY, says);
     assert_nothing_kept(t);
 }
 
