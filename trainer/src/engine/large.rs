@@ -364,5 +364,6 @@ pub fn soft_label_job<'a>(
         cache_dir: job.cfg.run.dir.join(".soft-labels"),
         stop: job.stop,
         on_progress: job.on_teacher,
+        dist: job.dist,
     }
 }
