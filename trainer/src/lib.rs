@@ -20,5 +20,3 @@ pub mod openmp;
 pub mod optim;
 pub mod registry_hooks;
 pub mod schedule;
-#[cfg(test)]
-mod two_ranks;

@@ -1,5 +1,5 @@
 //! The soft-label table computed by two real ranks on loopback against the
-//! one a single process computes (`crate::two_ranks` runs rank 1).
+//! one a single process computes (`semiclass_distributed::testing` runs rank 1).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use crate::data::store::{ImageStore, StoreSpec, Use};
 use crate::distill::teacher::Teacher;
 use crate::engine::dist::Dist;
 use crate::nn::Network;
-use crate::two_ranks;
+use semiclass_distributed::testing as two_ranks;
 
 /// Collectives that a rank misses time out after this: the tests fail well
 /// within it if the ranks fall out of step.
