@@ -97,27 +97,40 @@ impl<'a> Ranks<'a> {
         };
         let differs =
             (own.total, own.topk, own.fingerprint) != (root.total, root.topk, root.fingerprint);
-        let mut who = Tensor::zeros([self.world() as i64], (Kind::Int64, tch::Device::Cpu));
-        if differs {
-            let _ = who.get(self.rank() as i64).fill_(1);
+        let ranks = self.ranks_where(dist, differs)?;
+        if ranks.is_empty() {
+            return Ok(root);
         }
-        dist.group.all_reduce_sum(&mut who)?;
-        let who: Vec<i64> = Vec::try_from(&who).map_err(tch_error)?;
-        let ranks: Vec<String> = (0..who.len())
-            .filter(|&r| who[r] != 0)
-            .map(|r| r.to_string())
-            .collect();
-        if !ranks.is_empty() {
-            return Err(TrainError::Distributed(format!(
-                "teacher predictions: rank {} sees another job than rank 0 ({} images, top-{} here; {} images, top-{} on rank 0, or other files or settings); every rank must read the same dataset and configuration",
-                ranks.join(", "),
+        let here = match differs {
+            true => format!(
+                "; rank {}: {} images, top-{}; rank 0: {} images, top-{}",
+                self.rank(),
                 own.total,
                 own.topk,
                 root.total,
                 root.topk
-            )));
+            ),
+            false => String::new(),
+        };
+        let list: Vec<String> = ranks.iter().map(usize::to_string).collect();
+        let who = match list.len() {
+            1 => format!("rank {} sees", list[0]),
+            _ => format!("ranks {} see", list.join(", ")),
+        };
+        Err(TrainError::Distributed(format!(
+            "teacher predictions: {who} another job than rank 0 (other images, T, top-k, flip, teacher preprocessing or batch size){here}; every rank must read the same dataset and configuration"
+        )))
+    }
+
+    /// The ranks whose `flag` is set (one collective).
+    fn ranks_where(&self, dist: &Dist, flag: bool) -> Result<Vec<usize>, TrainError> {
+        let mut flags = Tensor::zeros([self.world() as i64], (Kind::Int64, tch::Device::Cpu));
+        if flag {
+            let _ = flags.get(self.rank() as i64).fill_(1);
         }
-        Ok(root)
+        dist.group.all_reduce_sum(&mut flags)?;
+        let flags: Vec<i64> = Vec::try_from(&flags).map_err(tch_error)?;
+        Ok((0..flags.len()).filter(|&r| flags[r] != 0).collect())
     }
 
     /// Rank 0's first `count` rows in `rows` on every rank.

@@ -185,6 +185,12 @@ fn shares_give_one_process_table(group: ProcessGroup) {
     let err = compute_in_chunks(&job, CHUNK).err().expect("refused");
     let err = err.to_string();
     assert!(err.contains("rank 1 sees another job than rank 0"), "{err}");
+    if dist.rank() == 1 {
+        assert!(
+            err.contains("rank 1: 21 images, top-3; rank 0: 22 images"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
