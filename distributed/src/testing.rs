@@ -2,6 +2,12 @@
 //! suites of this crate and its users): the test itself is one rank, and
 //! runs its own test binary again as the other, filtered to an ignored
 //! test that calls [`rank_1`] (or reads [`worker_rank`] and [`worker_port`]).
+//!
+//! Every rank joins through [`group`], which leaves it one compute thread:
+//! two ranks share the machine's cores (with the rest of the suite), and
+//! OpenMP threads that outnumber the free cores spin instead of working
+//! (forward passes 30 times slower on a busy 2-core machine). No test here
+//! is about libtorch's threads.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -23,9 +29,10 @@ pub fn loopback(rank: usize, world: usize, port: u16) -> DistEnv {
     }
 }
 
-/// Rank `rank` of `world` on loopback at `port`; collectives time out
-/// after `timeout`.
+/// Rank `rank` of `world` on loopback at `port`, computing on one thread;
+/// collectives time out after `timeout`.
 pub fn group(rank: usize, world: usize, port: u16, timeout: Duration) -> ProcessGroup {
+    tch::set_num_threads(1);
     ProcessGroup::new(&loopback(rank, world, port), timeout).unwrap()
 }
 

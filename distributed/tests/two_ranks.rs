@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use semiclass_distributed::testing::{free_port, loopback, spawn, worker_port, worker_rank};
+use semiclass_distributed::testing::{free_port, group, loopback, spawn, worker_port, worker_rank};
 use semiclass_distributed::{ProcessGroup, Reducer};
 use tch::Tensor;
 
@@ -110,7 +110,7 @@ fn sum_over_ranks_and_its_gradient(pg: &ProcessGroup) {
 #[ignore = "the other rank of the two-process tests; they run it"]
 fn rank_worker() {
     let scenario = std::env::var("SEMICLASS_TEST_SCENARIO").expect("run by two_ranks tests");
-    let pg = ProcessGroup::new(&loopback(worker_rank(), 2, worker_port()), TIMEOUT).unwrap();
+    let pg = group(worker_rank(), 2, worker_port(), TIMEOUT);
     if matches!(scenario.as_str(), "die" | "hang") {
         // Fail only once the other rank is set up: it enters the barrier
         // after its rendezvous, which a rank dying earlier would cut short
@@ -135,7 +135,7 @@ fn rank_worker() {
 fn all_reduce_and_broadcast_across_two_processes() {
     let port = free_port();
     let mut child = spawn_rank1("collectives", port);
-    let pg = ProcessGroup::new(&loopback(0, 2, port), TIMEOUT).unwrap();
+    let pg = group(0, 2, port, TIMEOUT);
     collectives(&pg);
     assert!(child.wait().unwrap().success(), "rank 1 failed");
 }
@@ -144,7 +144,7 @@ fn all_reduce_and_broadcast_across_two_processes() {
 fn overlapped_gradient_mean_across_two_processes() {
     let port = free_port();
     let mut child = spawn_rank1("reducer", port);
-    let pg = ProcessGroup::new(&loopback(0, 2, port), TIMEOUT).unwrap();
+    let pg = group(0, 2, port, TIMEOUT);
     overlapped_gradient_mean(Arc::new(pg));
     assert!(child.wait().unwrap().success(), "rank 1 failed");
 }
@@ -153,7 +153,7 @@ fn overlapped_gradient_mean_across_two_processes() {
 fn a_dead_rank_is_an_error_within_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("die", port);
-    let pg = ProcessGroup::new(&loopback(0, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     let start = Instant::now();
@@ -175,7 +175,7 @@ fn a_dead_rank_is_an_error_within_the_timeout() {
 fn a_failure_inside_a_pass_is_kept_and_named() {
     let port = free_port();
     let mut child = spawn_rank1("die", port);
-    let pg = ProcessGroup::new(&loopback(0, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     // The pass goes on with this rank's own values; the check reports.
@@ -195,7 +195,7 @@ fn a_failure_inside_a_pass_is_kept_and_named() {
 fn a_hung_rank_is_named_after_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("hang", port);
-    let pg = ProcessGroup::new(&loopback(0, 2, port), Duration::from_secs(3)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(3));
     pg.barrier().unwrap();
     let start = Instant::now();
     let mut t = Tensor::from_slice(&[1.0f32]);
@@ -216,7 +216,7 @@ fn a_hung_rank_is_named_after_the_timeout() {
 fn a_dead_rank_0_is_named_as_the_store_host() {
     let port = free_port();
     let mut child = spawn_rank(0, "die", port);
-    let pg = ProcessGroup::new(&loopback(1, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(1, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     let mut t = Tensor::from_slice(&[1.0f32]);
@@ -292,7 +292,7 @@ fn listening_addresses(port: u16) -> Vec<String> {
 #[test]
 fn a_loopback_master_store_listens_on_loopback_only() {
     let port = free_port();
-    let pg = ProcessGroup::new(&loopback(0, 1, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 1, port, Duration::from_secs(5));
     let addrs = listening_addresses(port);
     // 127.0.0.1 in /proc/net/tcp's byte order; anything else (0.0.0.0, or
     // :: in tcp6) would answer on every interface of the machine.

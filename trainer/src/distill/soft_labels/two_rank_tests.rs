@@ -38,10 +38,6 @@ struct Fixture {
 
 /// `shift` is added to every weight and buffer of the teacher.
 fn fixture(shift: f64) -> Fixture {
-    // One thread per rank: the ranks share the machine's cores, and
-    // OpenMP threads that outnumber the free cores spin (30 times slower
-    // on a busy 2-core machine).
-    tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
     let eval = PreprocessSpec::for_input(32, [0.5; 3], [0.25; 3]);
     let images = (0..IMAGES)
@@ -211,14 +207,6 @@ fn rank_1_of_shares() {
 fn a_stop_on_rank_1_is_every_rank_s(group: ProcessGroup) {
     let dist = Dist::new(group, false);
     let f = fixture(0.0);
-    let sum: f64 = f
-        .teacher
-        .net
-        .named_tensors()
-        .iter()
-        .map(|(_, t)| t.abs().sum(Kind::Double).double_value(&[]))
-        .sum();
-    eprintln!("CHECK rank {} weights {sum:.17}", dist.rank());
     let cache = f.dir.path().join("cache");
     let no_stop = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
