@@ -9,6 +9,8 @@ mod env;
 mod ffi;
 mod heartbeat;
 mod reducer;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::ffi::CString;
 use std::os::raw::c_char;

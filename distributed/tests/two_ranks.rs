@@ -2,34 +2,16 @@
 //! itself again (the ignored `rank_worker` test) as rank 1.
 
 use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use semiclass_distributed::{DistEnv, ProcessGroup, Reducer};
+use semiclass_distributed::testing::{free_port, group, loopback, spawn, worker_port, worker_rank};
+use semiclass_distributed::{ProcessGroup, Reducer};
 use tch::Tensor;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn env(rank: usize, world: usize, port: u16) -> DistEnv {
-    DistEnv {
-        rank,
-        world_size: world,
-        local_rank: rank,
-        master_addr: "127.0.0.1".into(),
-        master_port: port,
-        agent_store: false,
-    }
-}
 
 /// Rank 1 running `scenario` in a child process.
 fn spawn_rank1(scenario: &str, port: u16) -> Child {
@@ -38,19 +20,12 @@ fn spawn_rank1(scenario: &str, port: u16) -> Child {
 
 /// Rank `rank` of 2 running `scenario` in a child process.
 fn spawn_rank(rank: usize, scenario: &str, port: u16) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "rank_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SEMICLASS_TEST_SCENARIO", scenario)
-        .env("SEMICLASS_TEST_PORT", port.to_string())
-        .env("SEMICLASS_TEST_RANK", rank.to_string())
-        .spawn()
-        .unwrap()
+    spawn(
+        "rank_worker",
+        rank,
+        port,
+        &[("SEMICLASS_TEST_SCENARIO", scenario)],
+    )
 }
 
 /// What each rank holds before the collectives: rank r's values are r + 1
@@ -135,15 +110,7 @@ fn sum_over_ranks_and_its_gradient(pg: &ProcessGroup) {
 #[ignore = "the other rank of the two-process tests; they run it"]
 fn rank_worker() {
     let scenario = std::env::var("SEMICLASS_TEST_SCENARIO").expect("run by two_ranks tests");
-    let port: u16 = std::env::var("SEMICLASS_TEST_PORT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let rank: usize = std::env::var("SEMICLASS_TEST_RANK")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let pg = ProcessGroup::new(&env(rank, 2, port), TIMEOUT).unwrap();
+    let pg = group(worker_rank(), 2, worker_port(), TIMEOUT);
     if matches!(scenario.as_str(), "die" | "hang") {
         // Fail only once the other rank is set up: it enters the barrier
         // after its rendezvous, which a rank dying earlier would cut short
@@ -168,7 +135,7 @@ fn rank_worker() {
 fn all_reduce_and_broadcast_across_two_processes() {
     let port = free_port();
     let mut child = spawn_rank1("collectives", port);
-    let pg = ProcessGroup::new(&env(0, 2, port), TIMEOUT).unwrap();
+    let pg = group(0, 2, port, TIMEOUT);
     collectives(&pg);
     assert!(child.wait().unwrap().success(), "rank 1 failed");
 }
@@ -177,7 +144,7 @@ fn all_reduce_and_broadcast_across_two_processes() {
 fn overlapped_gradient_mean_across_two_processes() {
     let port = free_port();
     let mut child = spawn_rank1("reducer", port);
-    let pg = ProcessGroup::new(&env(0, 2, port), TIMEOUT).unwrap();
+    let pg = group(0, 2, port, TIMEOUT);
     overlapped_gradient_mean(Arc::new(pg));
     assert!(child.wait().unwrap().success(), "rank 1 failed");
 }
@@ -186,7 +153,7 @@ fn overlapped_gradient_mean_across_two_processes() {
 fn a_dead_rank_is_an_error_within_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("die", port);
-    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     let start = Instant::now();
@@ -208,7 +175,7 @@ fn a_dead_rank_is_an_error_within_the_timeout() {
 fn a_failure_inside_a_pass_is_kept_and_named() {
     let port = free_port();
     let mut child = spawn_rank1("die", port);
-    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     // The pass goes on with this rank's own values; the check reports.
@@ -228,7 +195,7 @@ fn a_failure_inside_a_pass_is_kept_and_named() {
 fn a_hung_rank_is_named_after_the_timeout() {
     let port = free_port();
     let mut child = spawn_rank1("hang", port);
-    let pg = ProcessGroup::new(&env(0, 2, port), Duration::from_secs(3)).unwrap();
+    let pg = group(0, 2, port, Duration::from_secs(3));
     pg.barrier().unwrap();
     let start = Instant::now();
     let mut t = Tensor::from_slice(&[1.0f32]);
@@ -249,7 +216,7 @@ fn a_hung_rank_is_named_after_the_timeout() {
 fn a_dead_rank_0_is_named_as_the_store_host() {
     let port = free_port();
     let mut child = spawn_rank(0, "die", port);
-    let pg = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(5)).unwrap();
+    let pg = group(1, 2, port, Duration::from_secs(5));
     pg.barrier().unwrap();
     let _ = child.wait();
     let mut t = Tensor::from_slice(&[1.0f32]);
@@ -267,7 +234,7 @@ fn a_dead_rank_0_is_named_as_the_store_host() {
 fn a_taken_port_is_a_clear_error() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let err = ProcessGroup::new(&env(0, 1, port), Duration::from_secs(5))
+    let err = ProcessGroup::new(&loopback(0, 1, port), Duration::from_secs(5))
         .err()
         .expect("the port is taken")
         .to_string();
@@ -279,7 +246,7 @@ fn a_taken_port_is_a_clear_error() {
 fn an_unreachable_master_fails_within_the_timeout() {
     let port = free_port();
     let start = Instant::now();
-    let err = ProcessGroup::new(&env(1, 2, port), Duration::from_secs(2))
+    let err = ProcessGroup::new(&loopback(1, 2, port), Duration::from_secs(2))
         .err()
         .expect("nobody listens there")
         .to_string();
@@ -325,7 +292,7 @@ fn listening_addresses(port: u16) -> Vec<String> {
 #[test]
 fn a_loopback_master_store_listens_on_loopback_only() {
     let port = free_port();
-    let pg = ProcessGroup::new(&env(0, 1, port), Duration::from_secs(5)).unwrap();
+    let pg = group(0, 1, port, Duration::from_secs(5));
     let addrs = listening_addresses(port);
     // 127.0.0.1 in /proc/net/tcp's byte order; anything else (0.0.0.0, or
     // :: in tcp6) would answer on every interface of the machine.

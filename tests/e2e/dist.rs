@@ -1,5 +1,6 @@
 //! Data-parallel `semiclass train --nproc 2`: the same weights as one
-//! process, nothing but rank 0's output, a killed rank named.
+//! process, nothing but rank 0's output (log and notices), a killed rank
+//! named.
 //!
 //! The model is ViT-Tiny: LayerNorm normalises each sample on its own, so a
 //! rank's half of a batch gives exactly the per-sample results the whole
@@ -185,6 +186,10 @@ fn a_killed_rank_stops_the_run_with_its_rank_named() {
     );
     // Rank 0's own error names the rank too (from the ranks' heartbeats).
     assert!(stderr.contains("rank 1 stopped responding"), "{stderr}");
+    // Rank 1's last words are its errors only: its notices were rank 0's,
+    // which the user saw once.
+    assert_eq!(stderr.matches("large: baseline: ").count(), 1, "{stderr}");
+    assert!(!stderr.contains("its last words"), "{stderr}");
     // The killed rank could not remove its scratch folder; the launcher did.
     assert!(!scratch.exists(), "{} left behind", scratch.display());
 }
@@ -251,10 +256,21 @@ fn two_nodes_on_loopback_train_from_torchruns_environment() {
     let node0 = String::from_utf8_lossy(&outs[0].stdout);
     assert!(node0.contains("data-parallel: 2 ranks"), "{node0}");
     assert!(node0.contains("[ssl] epoch 1 step 2/2"), "{node0}");
+    // Rank 1 shows nothing: no log, and none of the notices (mirrors,
+    // baseline) that rank 0 gives the user on stderr.
     assert_eq!(
         String::from_utf8_lossy(&outs[1].stdout),
         "",
         "rank 1 prints nothing"
+    );
+    let node0 = String::from_utf8_lossy(&outs[0].stderr);
+    for notice in ["large: mirror images: ", "large: baseline: "] {
+        assert!(node0.contains(notice), "{node0}");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&outs[1].stderr),
+        "",
+        "rank 1 says nothing on stderr"
     );
     assert!(
         runs.path()

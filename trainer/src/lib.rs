@@ -16,9 +16,8 @@ pub mod eval_report;
 /// A run's `metrics.csv` (its own crate, without libtorch: the studio reads it too).
 pub use semiclass_metrics as metrics;
 pub mod nn;
+pub mod notice;
 pub mod openmp;
 pub mod optim;
 pub mod registry_hooks;
 pub mod schedule;
-#[cfg(test)]
-mod two_ranks;

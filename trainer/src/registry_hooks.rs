@@ -164,7 +164,7 @@ fn with_active<T>(write: impl FnOnce(&mut Active) -> Result<T, semiclass_registr
 
 fn warn(message: &str) {
     if !WARNED.swap(true, Ordering::SeqCst) {
-        eprintln!(
+        crate::notice!(
             "semiclass: warning: run registry: {message}; training goes on without recording it"
         );
     }

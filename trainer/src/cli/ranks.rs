@@ -4,8 +4,8 @@
 //!
 //! Only rank 0 shows and keeps anything: the other ranks train into a
 //! scratch folder that is removed when they end, record nothing in the
-//! registry, and print nothing on stdout (their stderr carries their
-//! errors only). The engine stays unaware of which files are whose.
+//! registry, print nothing on stdout, and keep their notices to themselves
+//! (their stderr carries their errors only). The engine stays unaware of which files are whose.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -58,9 +58,15 @@ fn check_backend(backend: &str, device: tch::Device) -> anyhow::Result<()> {
     }
 }
 
-/// A rank other than 0 prints nothing on stdout (its log lines are rank
-/// 0's too); stderr stays, for its own errors.
-pub fn silence_stdout() {
+/// A rank other than 0 shows the user nothing: nothing on stdout (its log
+/// lines are rank 0's too), no notices on stderr (rank 0 says the same of
+/// the run). Its stderr stays open for its own errors, which name it.
+pub fn silence() {
+    silence_stdout();
+    semiclass_trainer::notice::silence();
+}
+
+fn silence_stdout() {
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
     if let Ok(null) = null {
         use std::os::fd::AsRawFd;

@@ -109,7 +109,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     if secondary {
-        ranks::silence_stdout();
+        ranks::silence();
     }
     let resume = args.resume.as_deref().map(resume_state).transpose()?;
     let (cfg, run, dataset) = prepare(&args, resume.as_deref(), scratch.as_ref())?;

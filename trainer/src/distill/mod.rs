@@ -1,6 +1,7 @@
 //! Learning from a frozen teacher: distillation of the small model and the
 //! large model's self-training round share it.
 
+mod shards;
 pub mod soft_labels;
 pub mod teacher;
 

@@ -46,7 +46,7 @@ pub fn build_network(
     let mut net = Network::new(Model::new(&cfg.model, options)?, device);
     if let Some(path) = &cfg.pretrained {
         let report = net.load_safetensors(path)?;
-        eprintln!(
+        crate::notice!(
             "pretrained: {} tensors from {}{}",
             report.loaded,
             path.display(),
@@ -116,7 +116,7 @@ pub fn measure_references(
     let labeled = LabeledThumbnails::of(data, seed)?;
     Arc::make_mut(&mut data.transform).flip = settle_mirrors(cfg.data.flip, &labeled, seed, model);
     let baseline = nearest_neighbour(data, &labeled, seed)?;
-    eprintln!(
+    crate::notice!(
         "{model}: baseline: {}: val top-1 {:.2}%{}",
         baseline.describe(),
         100.0 * baseline.val_top1,
@@ -141,7 +141,7 @@ fn settle_mirrors(
         MirrorChoice::Auto => {
             let test = mirror_test(labeled, seed);
             let flip = test.mirrors_keep_their_class();
-            eprintln!(
+            crate::notice!(
                 "{model}: mirror images: {:.0}% of the mirrored labeled images find their class by nearest neighbour, {:.0}% unmirrored ({} images): {} (data.flip={} to change)",
                 100.0 * test.mirrored,
                 100.0 * test.unmirrored,
@@ -242,14 +242,14 @@ fn worth_following(results: &[StageResult], classes: usize, baseline: &Baseline)
     match judge(best.val_top1, classes, baseline) {
         Worth::Follow => true,
         Worth::Weak { reason } => {
-            eprintln!(
+            crate::notice!(
                 "ssl: warning: the {} model is below the baseline ({reason}); its pseudo-labels will be noisy",
                 best.name
             );
             true
         }
         Worth::Noise { reason } => {
-            eprintln!(
+            crate::notice!(
                 "ssl: skipped: the {} model is too close to chance to make pseudo-labels ({reason}); {}",
                 best.name,
                 super::worth::what_to_try("large")
@@ -309,7 +309,7 @@ fn selftrain_stage(
         .filter(|&&i| labels.top(i).0 >= cfg.selftrain.p_cutoff)
         .map(|&i| (i, -1))
         .collect();
-    eprintln!(
+    crate::notice!(
         "selftrain: {} of {} unlabeled images at confidence >= {} join {} labeled ones (teacher: {}, stage {})",
         confident.len(),
         data.unlabeled.len(),
@@ -364,5 +364,6 @@ pub fn soft_label_job<'a>(
         cache_dir: job.cfg.run.dir.join(".soft-labels"),
         stop: job.stop,
         on_progress: job.on_teacher,
+        dist: job.dist,
     }
 }

@@ -74,7 +74,7 @@ impl<'a> Recorder<'a> {
         // Training goes on without its log: losing the run to a full disk
         // here would be worse than a gap in the curves.
         if let Err(e) = self.log.append(row) {
-            eprintln!("semiclass: warning: {e}");
+            crate::notice!("semiclass: warning: {e}");
         }
     }
 }
@@ -116,7 +116,7 @@ impl StageObserver for Recorder<'_> {
             .with("val_top5", result.top5);
         self.append(&row);
         if let Err(e) = metrics::write_curves(&self.run_dir) {
-            eprintln!("semiclass: warning: no curves.png: {e}");
+            crate::notice!("semiclass: warning: no curves.png: {e}");
         }
         self.inner.on_eval(r, result, best);
     }

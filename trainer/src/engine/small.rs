@@ -33,7 +33,7 @@ pub fn train_small(
     let baseline = measure_references(job.cfg, &mut data, "small")?;
     let teacher = Teacher::load(teacher, &data.classes, job.device)?;
     let teacher_val = teacher.meta.metrics.get("val_top1").copied();
-    eprintln!(
+    crate::notice!(
         "teacher: {} ({} at {} px, val top-1 {})",
         teacher.path.display(),
         teacher.meta.model,
@@ -97,7 +97,7 @@ fn check_teacher(
     match judge(val_top1, data.classes.len(), baseline) {
         Worth::Follow => Ok(()),
         Worth::Weak { reason } => {
-            eprintln!(
+            crate::notice!(
                 "small: warning: the teacher {} is below the baseline ({reason}): the small model will copy its mistakes",
                 path.display()
             );
@@ -109,7 +109,7 @@ fn check_teacher(
             what_to_try("large")
         ))),
         Worth::Noise { reason } => {
-            eprintln!(
+            crate::notice!(
                 "small: warning: distilling from {} although it is close to chance ({reason}; small.distill.check_teacher=false)",
                 path.display()
             );
@@ -151,7 +151,7 @@ fn distill_stage(job: &ModelRun, data: &RunData, teacher: Teacher) -> Result<Bui
             let Some(labels) = labels else {
                 return Ok(Built::Stopped);
             };
-            eprintln!(
+            crate::notice!(
                 "teacher predictions: {} ({})",
                 labels.file.display(),
                 if labels.reused { "reused" } else { "computed" }

@@ -313,9 +313,12 @@ pub fn run_stage(
             let (result, best) = runner.evaluate_and_save()?;
             observer.on_eval(&record, &result, best);
             if runner.plateaued() && runner.progress.step < runner.total {
-                eprintln!(
+                crate::notice!(
                     "{}: stopped at step {} of {}: val top-1 has not improved for {} evaluations (patience)",
-                    runner.stage.name, runner.progress.step, runner.total, runner.stage.patience
+                    runner.stage.name,
+                    runner.progress.step,
+                    runner.total,
+                    runner.stage.patience
                 );
                 break;
             }

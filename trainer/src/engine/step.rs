@@ -156,7 +156,7 @@ mod tests {
 
     use super::*;
     use crate::nn::sync_bn::sync_batch_norm;
-    use crate::two_ranks;
+    use semiclass_distributed::testing as two_ranks;
 
     /// Collectives that a rank misses time out after this: the test fails
     /// well within it if the ranks fall out of step.

@@ -131,7 +131,7 @@ mod tests {
     use tch::Device;
 
     use super::*;
-    use crate::two_ranks;
+    use semiclass_distributed::testing as two_ranks;
 
     const EPS: f64 = 1e-5;
 
