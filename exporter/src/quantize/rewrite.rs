@@ -43,6 +43,15 @@ pub fn quantized_graph(
         w.params
             .insert(value.clone(), scheme.activations.params(range));
     }
+    for (input, concat) in &plan.joined {
+        let (own, theirs) = (w.params[input], w.params[concat]);
+        // A value quantized from 0 (a Relu's, folded into its
+        // QuantizeLinear) keeps its own parameters where the Concat's range
+        // reaches below 0: a zero point above 0 could not clamp.
+        if own.zero_point != 0 || theirs.zero_point == 0 {
+            w.params.insert(input.clone(), theirs);
+        }
+    }
     let planned: HashSet<&String> = plan.activations.iter().collect();
     if planned.contains(&g.input) {
         w.quantize_value(&g.input, &g.input);
