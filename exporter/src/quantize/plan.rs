@@ -30,8 +30,8 @@ pub struct Plan {
     pub shared: HashMap<String, String>,
     /// Concat inputs -> the Concat's output, whose measured range covers
     /// them: the input takes the output's parameters unless that would
-    /// cost it a folded Relu (see `rewrite`). Never a value of `shared`,
-    /// nor a Concat's output, so no chain forms.
+    /// cost it more than a bit or a folded Relu (see `rewrite`). Never a
+    /// value of `shared`, nor a Concat's output, so no chain forms.
     pub joined: HashMap<String, String>,
     /// Indices of the Conv and MatMul nodes whose constant weight (and bias)
     /// are quantized per output channel.
@@ -264,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn joined_inputs_take_the_concats_scale_unless_a_relu_would_stay() {
+    fn joined_inputs_take_the_concats_scale_unless_a_bit_or_a_folded_relu_is_lost() {
         let (g, [a, b, c]) = two_relu_maps();
         let p = plan(&g, true);
         let expected = HashMap::from([(a.clone(), c.clone()), (b.clone(), c.clone())]);
@@ -298,8 +298,16 @@ mod tests {
         // each map keeps its own parameters and its folded Relu.
         let q = quantized_graph(&g, &p, &ranges(-1.0), SCHEME);
         assert_eq!(params_of(&q, conv_outputs[0]), (1.0 / 255.0, zero.clone()));
-        assert_eq!(params_of(&q, conv_outputs[1]), (2.0 / 255.0, zero));
+        assert_eq!(params_of(&q, conv_outputs[1]), (2.0 / 255.0, zero.clone()));
         assert_ne!(params_of(&q, &c).1, Data::U8(vec![0]));
         assert!(q.nodes.iter().all(|n| n.op != "Relu"));
+
+        // The Concat's range over twice a map's: that map would lose more
+        // than a bit (and the next layer reads it), so it keeps its own.
+        let mut wide = ranges(0.0);
+        wide.insert(c.clone(), (0.0, 2.5));
+        let q = quantized_graph(&g, &p, &wide, SCHEME);
+        assert_eq!(params_of(&q, conv_outputs[0]), (1.0 / 255.0, zero.clone()));
+        assert_eq!(params_of(&q, conv_outputs[1]), (2.5 / 255.0, zero));
     }
 }

@@ -45,10 +45,7 @@ pub fn quantized_graph(
     }
     for (input, concat) in &plan.joined {
         let (own, theirs) = (w.params[input], w.params[concat]);
-        // A value quantized from 0 (a Relu's, folded into its
-        // QuantizeLinear) keeps its own parameters where the Concat's range
-        // reaches below 0: a zero point above 0 could not clamp.
-        if own.zero_point != 0 || theirs.zero_point == 0 {
+        if joins(own, theirs) {
             w.params.insert(input.clone(), theirs);
         }
     }
@@ -78,6 +75,16 @@ pub fn quantized_graph(
     }
     w.graph.prune_consts();
     w.graph
+}
+
+/// Whether a Concat input quantized with `own` takes the Concat's `theirs`.
+/// Not where it would lose more than one bit (its value also feeds the
+/// next layer), nor where it is quantized from 0 (a Relu's, folded into
+/// its QuantizeLinear) and the Concat's range reaches below 0: a zero
+/// point above 0 could not clamp.
+fn joins(own: ActivationParams, theirs: ActivationParams) -> bool {
+    let keeps_precision = theirs.scale <= 2.0 * own.scale;
+    keeps_precision && (own.zero_point != 0 || theirs.zero_point == 0)
 }
 
 struct Writer {
