@@ -289,6 +289,13 @@ impl Backend for OnnxBackend {
 
     fn mean(&mut self, x: &Value, dims: &[usize], keep: bool) -> Value {
         let shape = self.shapes.mean(&x.shape, dims, keep);
+        // A feature map's mean over height and width, kept as 1x1, is
+        // ONNX's GlobalAveragePool, which ONNX Runtime runs on 8-bit values
+        // in an int8 graph (a ReduceMean stays float between a
+        // DequantizeLinear and a QuantizeLinear).
+        if x.shape.len() == 4 && dims == [2, 3] && keep {
+            return self.node("GlobalAveragePool", &[x], vec![], shape);
+        }
         let attrs = vec![
             ("axes", ints(dims.iter().copied())),
             ("keepdims", Attr::Int(keep.into())),

@@ -43,6 +43,12 @@ pub fn quantized_graph(
         w.params
             .insert(value.clone(), scheme.activations.params(range));
     }
+    for (input, concat) in &plan.joined {
+        let (own, theirs) = (w.params[input], w.params[concat]);
+        if joins(own, theirs) {
+            w.params.insert(input.clone(), theirs);
+        }
+    }
     let planned: HashSet<&String> = plan.activations.iter().collect();
     if planned.contains(&g.input) {
         w.quantize_value(&g.input, &g.input);
@@ -69,6 +75,16 @@ pub fn quantized_graph(
     }
     w.graph.prune_consts();
     w.graph
+}
+
+/// Whether a Concat input quantized with `own` takes the Concat's `theirs`.
+/// Not where it would lose more than one bit (its value also feeds the
+/// next layer), nor where it is quantized from 0 (a Relu's, folded into
+/// its QuantizeLinear) and the Concat's range reaches below 0: a zero
+/// point above 0 could not clamp.
+fn joins(own: ActivationParams, theirs: ActivationParams) -> bool {
+    let keeps_precision = theirs.scale <= 2.0 * own.scale;
+    keeps_precision && (own.zero_point != 0 || theirs.zero_point == 0)
 }
 
 struct Writer {
