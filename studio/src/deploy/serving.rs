@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use semiclass_serve::engine::EngineError;
 use semiclass_serve::threads::ThreadBudget;
 use semiclass_serve::tokens::TokenStore;
-use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig};
+use semiclass_serve::{AppState, BatchSettings, Limits, ServeConfig, StartError};
 use tokio::sync::oneshot;
 
 use crate::error::StudioError;
@@ -109,7 +110,7 @@ impl Serving {
         let state = tokio::task::spawn_blocking(move || AppState::load(&config))
             .await
             .map_err(|e| StudioError::Internal(format!("loading the packages stopped: {e}")))?
-            .map_err(|e| StudioError::Invalid(e.to_string()))?;
+            .map_err(|e| StudioError::Invalid(start_error_message(&e)))?;
         let state = Arc::new(state);
         let listen = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -157,6 +158,29 @@ impl Serving {
     }
 }
 
+/// Why the packages could not be served, in the studio's terms: where
+/// `semiclass-serve` would point at its `--onnxruntime` flag, the studio
+/// (which has no such flag: it reads `ORT_DYLIB_PATH`) says what to set.
+fn start_error_message(error: &StartError) -> String {
+    const SET_ORT: &str = "set ORT_DYLIB_PATH to ONNX Runtime's library (libonnxruntime.so) and start the studio again";
+    match error {
+        StartError::NoRuntime => {
+            format!(
+                "no ONNX Runtime library: none of the packages ships one as a folder; {SET_ORT}"
+            )
+        }
+        StartError::Engine {
+            path,
+            source: EngineError::Runtime { path: lib, reason },
+        } => format!(
+            "{}: cannot load ONNX Runtime from {}: {reason}; {SET_ORT}",
+            path.display(),
+            lib.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// `semiclass-serve`'s defaults for this machine; no license issuer.
 fn config(packages: Vec<PathBuf>, tokens: PathBuf) -> ServeConfig {
     let budget = ThreadBudget::here();
@@ -175,5 +199,31 @@ fn config(packages: Vec<PathBuf>, tokens: PathBuf) -> ServeConfig {
         decode_threads: budget.decode_threads.max(1),
         issuer: None,
         allow_cpu_fallback: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_runtime_names_what_the_studio_reads_not_a_cli_flag() {
+        let missing = start_error_message(&StartError::NoRuntime);
+        let unloadable = start_error_message(&StartError::Engine {
+            path: PathBuf::from("pkg.zip"),
+            source: EngineError::Runtime {
+                path: PathBuf::from("/opt/ort/libonnxruntime.so"),
+                reason: "not an ELF file".into(),
+            },
+        });
+        for message in [&missing, &unloadable] {
+            assert!(message.contains("ORT_DYLIB_PATH"), "{message}");
+            assert!(!message.contains("--onnxruntime"), "{message}");
+        }
+        assert!(unloadable.starts_with("pkg.zip: "), "{unloadable}");
+        assert!(
+            unloadable.contains("from /opt/ort/libonnxruntime.so: not an ELF file"),
+            "{unloadable}"
+        );
     }
 }
