@@ -103,8 +103,7 @@ impl Registry {
         let conn = Connection::open(path).map_err(open_error)?;
         // The timeout first: switching to WAL itself waits for other writers.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
+        switch_to_wal(&conn).map_err(open_error)?;
         // WAL keeps committed transactions durable with NORMAL; FULL would
         // fsync on every commit and buys nothing against a killed process.
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -178,4 +177,24 @@ fn now() -> i64 {
 /// making are UTF-8.
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// `PRAGMA journal_mode=WAL`, retried while another process holds the
+/// lock. Two processes opening a new registry at once both take a read
+/// lock and then both want the write lock to switch it: SQLite answers one
+/// of them "database is locked" at once, without waiting on the busy
+/// timeout (waiting could never end), so the wait is here.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
