@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 
 use super::teacher::Teacher;
 use crate::engine::TrainError;
-use crate::engine::dist::Dist;
+use crate::engine::dist::{Dist, tensor_error};
 
 /// The teacher's top-k rows computed so far, flat, `k` values per row.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -88,7 +88,7 @@ impl<'a> Ranks<'a> {
             own.fingerprint as i64,
         ])];
         dist.broadcast_tensors(&header)?;
-        let h: Vec<i64> = Vec::try_from(&header[0]).map_err(tch_error)?;
+        let h: Vec<i64> = Vec::try_from(&header[0]).map_err(tensor_error)?;
         let root = Start {
             done: h[0] as usize,
             total: h[1] as usize,
@@ -129,7 +129,7 @@ impl<'a> Ranks<'a> {
             let _ = flags.get(self.rank() as i64).fill_(1);
         }
         dist.group.all_reduce_sum(&mut flags)?;
-        let flags: Vec<i64> = Vec::try_from(&flags).map_err(tch_error)?;
+        let flags: Vec<i64> = Vec::try_from(&flags).map_err(tensor_error)?;
         Ok((0..flags.len()).filter(|&r| flags[r] != 0).collect())
     }
 
@@ -171,12 +171,10 @@ impl<'a> Ranks<'a> {
     /// Whether any rank was asked to stop: all stop at the same chunk, so
     /// that none waits in a collective for a rank that has gone.
     pub fn any_stop(&self, own: bool) -> Result<bool, TrainError> {
-        let Some(dist) = self.dist else {
-            return Ok(own);
-        };
-        let mut flag = Tensor::from_slice(&[i64::from(own)]);
-        dist.group.all_reduce_sum(&mut flag)?;
-        Ok(flag.int64_value(&[0]) > 0)
+        match self.dist {
+            Some(dist) => Ok(!self.ranks_where(dist, own)?.is_empty()),
+            None => Ok(own),
+        }
     }
 
     /// Rows per chunk: whole teacher batches, about `target` rows, and at
@@ -235,13 +233,9 @@ fn pad<T: tch::kind::Element + Copy + Default>(
 
 fn to_rows(probs: &Tensor, classes: &Tensor) -> Result<Rows, TrainError> {
     Ok(Rows {
-        probs: Vec::try_from(probs.reshape([-1])).map_err(tch_error)?,
-        classes: Vec::try_from(classes.reshape([-1])).map_err(tch_error)?,
+        probs: Vec::try_from(probs.reshape([-1])).map_err(tensor_error)?,
+        classes: Vec::try_from(classes.reshape([-1])).map_err(tensor_error)?,
     })
-}
-
-fn tch_error(e: tch::TchError) -> TrainError {
-    TrainError::Distributed(e.to_string())
 }
 
 #[cfg(test)]

@@ -156,8 +156,7 @@ impl Dist {
     pub fn mean_over_ranks(&self, values: [f64; 4]) -> Result<[f64; 4], TrainError> {
         let mut t = [Tensor::from_slice(&values.map(|v| v as f32))];
         self.group.all_reduce_mean(&mut t)?;
-        let mean: Vec<f32> = Vec::try_from(&t[0])
-            .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
+        let mean: Vec<f32> = Vec::try_from(&t[0]).map_err(tensor_error)?;
         Ok([0, 1, 2, 3].map(|i| f64::from(mean[i])))
     }
 
@@ -195,8 +194,7 @@ impl Dist {
         if let Some(result) = result {
             return Ok(result);
         }
-        let n: Vec<f64> = Vec::try_from(&t[0])
-            .map_err(|e: tch::TchError| TrainError::Distributed(e.to_string()))?;
+        let n: Vec<f64> = Vec::try_from(&t[0]).map_err(tensor_error)?;
         Ok(EvalResult {
             top1: n[0],
             top5: n[1],
@@ -211,6 +209,11 @@ impl Dist {
 
 /// Every rank must send the same buffers: a gradient that is undefined
 /// here (a skipped backward) goes as zeros, and stays undefined.
+/// A tensor conversion that failed around a collective.
+pub(crate) fn tensor_error(e: tch::TchError) -> TrainError {
+    TrainError::Distributed(e.to_string())
+}
+
 fn gradients_or_zeros(params: &[(&Tensor, bool)]) -> Vec<Tensor> {
     params
         .iter()
