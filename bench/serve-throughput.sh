@@ -12,7 +12,13 @@
 # times alternately (default 3; the best round of each is reported);
 # PY_WORKERS=1,2 the uvicorn workers tried; MODELS="lcnet_100 resnet50" the
 # timm models measured, one after the other (default: the five of the latency
-# table in BENCHMARKS.md, lcnet_100 through resnet50).
+# table in BENCHMARKS.md, lcnet_100 through resnet50, then `no_inference`).
+# `no_inference` is a graph that costs next to nothing (the image's mean
+# colour projected to 1000 logits): with it a side's CPU per request is its
+# work outside inference (HTTP, decode, preprocess, top k) measured over
+# thousands of requests, where with a real model it is the difference of two
+# large, noisy totals (resnet50: 1.7 ms of about 100 in one run, 15.7 in
+# another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=target/bench-serve
@@ -20,7 +26,7 @@ THREADS=${THREADS:-$(nproc)}
 mkdir -p "$WORK"
 cargo build --release -q -p semiclass-serve --bin semiclass-serve --example serve_bench
 
-MODELS=${MODELS:-lcnet_100 mobilenetv3_small_100 hgnetv2_b0 hgnetv2_b4 resnet50}
+MODELS=${MODELS:-lcnet_100 mobilenetv3_small_100 hgnetv2_b0 hgnetv2_b4 resnet50 no_inference}
 
 # Each timm model with random weights (no download) exported once; a dev
 # tool only: the product never runs Python.
@@ -31,7 +37,11 @@ from pathlib import Path
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 work, arch = Path(sys.argv[1]), sys.argv[2]
 torch.manual_seed(0)
-model = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
+if arch == "no_inference":
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(3, 1000)).eval()
+else:
+    model = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
 x = torch.randn(1, 3, 224, 224)
 partial = work / f"{arch}.partial.onnx"
 torch.onnx.export(model, x, str(partial), input_names=["input"],

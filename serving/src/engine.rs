@@ -64,6 +64,10 @@ pub trait Backend: Send + 'static {
     fn run(&mut self, input: Vec<f32>, batch: usize) -> Result<Vec<f32>, String>;
 }
 
+/// ONNX Runtime's session option that stops its pool threads spinning when
+/// the last concurrent run returns (they spin again at the next run).
+pub const FORCE_SPINNING_STOP: &str = "session.force_spinning_stop";
+
 /// Loads ONNX Runtime from `library`, once per process (later calls reuse
 /// the first library: `semiclass_onnxruntime`).
 pub fn init_runtime(library: &Path) -> Result<(), EngineError> {
@@ -112,11 +116,18 @@ impl OrtBackend {
         let Some(environment) = semiclass_onnxruntime::loaded() else {
             return Err(EngineError::Model("ONNX Runtime is not loaded".into()));
         };
+        // ONNX Runtime's pool threads spin between the operators of a run,
+        // which keeps them fast, and by default for tens of ms after it too:
+        // 43 ms of CPU after each run on 2 threads, a whole core while a
+        // wide session answers requests one after another (the no_inference
+        // bench: 4.1 of 5 s). A server's decoding and other sessions need
+        // that core, so the spinning stops when a run returns.
         let configure = |builder: SessionBuilder| -> ort::Result<SessionBuilder> {
             Ok(builder
                 .with_optimization_level(GraphOptimizationLevel::Level3)?
                 .with_intra_threads(threads)?
-                .with_inter_threads(1)?)
+                .with_inter_threads(1)?
+                .with_config_entry(FORCE_SPINNING_STOP, "1")?)
         };
         let (session, device) =
             device::commit(&environment, configure, model, placement).map_err(|e| match e {

@@ -118,8 +118,7 @@ struct ServeArgs {
     /// keep-alive connection may stay open, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     header_timeout_ms: u64,
-    /// Images decoded at once over all requests (default: half the CPUs,
-    /// at least 1).
+    /// Images decoded at once over all requests (default: one a CPU).
     #[arg(long)]
     decode_threads: Option<usize>,
     /// Most images per request.

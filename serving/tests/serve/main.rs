@@ -7,5 +7,6 @@ mod cuda;
 mod int8;
 mod page;
 mod socket;
+mod spin;
 mod stall;
 mod v2;
