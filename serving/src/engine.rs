@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -234,6 +234,7 @@ impl Batcher {
         let incoming = Arc::new(AtomicUsize::new(0));
         let sizer = Arc::new(Mutex::new(BatchSizer::new(settings.max_batch)));
         let running = Arc::new(AtomicUsize::new(0));
+        let cores = Arc::new(RwLock::new(()));
         let wide = lanes.wide.map(|backend| Arc::new(Mutex::new(backend)));
         for (i, backend) in lanes.narrow.into_iter().enumerate() {
             let collector = Collector {
@@ -242,6 +243,7 @@ impl Batcher {
                 sizer: sizer.clone(),
                 settings,
                 running: running.clone(),
+                cores: cores.clone(),
                 wide: wide.clone(),
             };
             let stats = stats.clone();
@@ -296,9 +298,19 @@ struct Collector {
     settings: BatchSettings,
     /// Batches running now, over the model's workers.
     running: Arc<AtomicUsize>,
+    /// The inference threads: a narrow run holds a read guard, a wide run
+    /// the write guard. A wide run uses every core, so a narrow batch that
+    /// starts meanwhile waits for it rather than run beside it: three busy
+    /// threads on two cores slow both runs, and ONNX Runtime's threads
+    /// spin-wait for each other between operators, which a preempted
+    /// thread turns into the tail latency of both.
+    cores: Arc<RwLock<()>>,
     /// The session with every inference thread, for a batch that runs alone.
     wide: Option<Arc<Mutex<Box<dyn Backend>>>>,
 }
+
+/// The wide session, and every core for it.
+type WideRun<'a> = (RwLockWriteGuard<'a, ()>, MutexGuard<'a, Box<dyn Backend>>);
 
 fn worker(
     collector: &Collector,
@@ -322,13 +334,12 @@ fn worker(
             continue;
         }
         let alone = collector.running.fetch_add(1, Ordering::AcqRel) == 0;
-        let wide = match &collector.wide {
-            Some(wide) if alone => wide.try_lock().ok(),
-            _ => None,
-        };
+        let wide = if alone { collector.wide_run() } else { None };
         let result = match wide {
-            Some(mut wide) => run_batch(wide.as_mut(), &jobs, stats).0,
+            Some((_cores, mut wide)) => run_batch(wide.as_mut(), &jobs, stats).0,
             None => {
+                let cores = collector.cores.read();
+                let _cores = cores.unwrap_or_else(|e| e.into_inner());
                 let (result, took) = run_batch(backend.as_mut(), &jobs, stats);
                 // Only narrow runs teach the sizer: batching matters under
                 // load, and under load batches run narrow.
@@ -349,6 +360,14 @@ fn worker(
 const POLL: Duration = Duration::from_micros(250);
 
 impl Collector {
+    /// The wide session and every core, if the model has a wide session
+    /// and no narrow batch is running.
+    fn wide_run(&self) -> Option<WideRun<'_>> {
+        let wide = self.wide.as_ref()?;
+        let cores = self.cores.try_write().ok()?;
+        Some((cores, wide.try_lock().ok()?))
+    }
+
     /// The next batch: one job (blocking), what is already queued, then
     /// announced images arriving within `max_wait`, up to the sizer's
     /// limit. `None` once the queue is closed.
@@ -607,6 +626,71 @@ mod tests {
         let narrow = log.iter().filter(|&&lane| lane == "narrow").count();
         // While one batch runs wide the other worker runs narrow; never two wide.
         assert!(narrow >= 10, "{log:?}");
+    }
+
+    /// Counts the inference threads busy at once over all lanes.
+    struct Occupying {
+        threads: usize,
+        busy: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+        runs: Arc<AtomicUsize>,
+    }
+
+    impl Backend for Occupying {
+        fn run(&mut self, input: Vec<f32>, _batch: usize) -> Result<Vec<f32>, String> {
+            let now = self.busy.fetch_add(self.threads, Ordering::AcqRel) + self.threads;
+            self.most.fetch_max(now, Ordering::AcqRel);
+            self.runs.fetch_add(1, Ordering::AcqRel);
+            thread::sleep(Duration::from_millis(10));
+            self.busy.fetch_sub(self.threads, Ordering::AcqRel);
+            Ok(input)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_narrow_batch_never_runs_beside_the_wide_session() {
+        let (busy, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (wide_runs, narrow_runs) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let lane = |threads, runs: &Arc<AtomicUsize>| {
+            Box::new(Occupying {
+                threads,
+                busy: busy.clone(),
+                most: most.clone(),
+                runs: runs.clone(),
+            }) as Box<dyn Backend>
+        };
+        let lanes = Lanes {
+            narrow: vec![lane(1, &narrow_runs), lane(1, &narrow_runs)],
+            wide: Some(lane(2, &wide_runs)),
+        };
+        let settings = BatchSettings {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            sessions: 2,
+            threads: 1,
+        };
+        let batcher = Batcher::start(lanes, settings, 1, Arc::new(BatchStats::default()));
+        // Images 4 ms apart, each run 10 ms: one starts alone (wide), the
+        // next arrives while it runs.
+        let mut answers = Vec::new();
+        for i in 0..30 {
+            answers.push(batcher.submit(vec![i as f32]).unwrap());
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        let (wide, narrow) = (
+            wide_runs.load(Ordering::Acquire),
+            narrow_runs.load(Ordering::Acquire),
+        );
+        assert!(wide > 0 && narrow > 0, "wide {wide}, narrow {narrow}");
+        assert_eq!(
+            most.load(Ordering::Acquire),
+            2,
+            "threads busy at once on 2 cores"
+        );
     }
 
     #[tokio::test]
