@@ -279,3 +279,26 @@ fn two_nodes_on_loopback_train_from_torchruns_environment() {
     );
     assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 1);
 }
+
+/// Under torchrun or srun the ranks' errors reach one terminal: each says
+/// which rank it is.
+#[test]
+fn a_rank_started_by_a_launcher_names_itself_in_its_error() {
+    let out = command("semiclass")
+        .args(["train", "--mode", "large", "--data", "/nonexistent/dataset"])
+        .envs([
+            ("RANK", "1"),
+            ("LOCAL_RANK", "1"),
+            ("WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29500"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("semiclass: rank 1 of 2: error: /nonexistent/dataset"),
+        "{stderr}"
+    );
+}

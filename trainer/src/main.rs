@@ -17,7 +17,8 @@ fn main() -> ExitCode {
         Err(err) => {
             // The whole chain on one line, path first, as ripgrep does.
             eprintln!(
-                "semiclass: error: {}",
+                "semiclass: {}error: {}",
+                cli::error_label(),
                 semiclass_manifest::error_line(err.as_ref())
             );
             ExitCode::from(2)

@@ -14,6 +14,8 @@ mod studio;
 mod table;
 mod train;
 
+pub use ranks::error_label;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

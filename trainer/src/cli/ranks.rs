@@ -29,6 +29,16 @@ pub fn environment() -> anyhow::Result<Option<DistEnv>> {
     Ok(DistEnv::from_env()?)
 }
 
+/// "rank R of W: " in a process of a data-parallel run, else nothing:
+/// under torchrun or srun every rank's errors reach the same terminal, and
+/// the user must see which rank said what.
+pub fn error_label() -> String {
+    match DistEnv::from_env() {
+        Ok(Some(env)) if env.world_size > 1 => format!("rank {} of {}: ", env.rank, env.world_size),
+        _ => String::new(),
+    }
+}
+
 /// Whether this process is a rank other than 0 of a data-parallel run.
 pub fn is_secondary(env: Option<&DistEnv>) -> bool {
     env.is_some_and(|e| e.rank > 0)
