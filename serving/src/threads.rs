@@ -11,8 +11,8 @@
 //! product's own 32 px models, a fraction of a millisecond an image)
 //! decoding is the work, and a pool of half the CPUs halved what the server
 //! could answer (2 cores, a graph of next to no inference: 772 images/s
-//! with 1 decode thread, 1,071 with 2; resnet50 unchanged at 17.6 vs
-//! 19.5, within the run-to-run noise).
+//! with 1 decode thread, 1,071 with 2; resnet50 at 0.98x the same-work
+//! loop before, 1.03x after).
 
 /// Threads of each kind for a machine of `cores` CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
