@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use http_body_util::BodyExt;
 use semiclass_preprocess::{DecodeLimits, read_dimensions};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -363,17 +364,46 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(Parts, Bytes),
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::BodyTooLarge { limit }
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        if bytes.len() + data.len() > limit {
+            drain(body).await;
+            return Err(ApiError::BodyTooLarge { limit });
         }
-    })?;
-    Ok((parts, bytes))
+        bytes.extend_from_slice(data);
+    }
+    Ok((parts, Bytes::from(bytes)))
+}
+
+/// What the server still reads of a body it refused while reading it (a
+/// chunked upload that outgrew the limit), and for how long at most.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops the rest of a refused body, up to [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`], as nginx's and Apache's lingering close do. Closing with
+/// the client's data unread makes the kernel reset the connection, and a
+/// client still sending its body then sees "connection reset" or "broken
+/// pipe" instead of the 413 that says what to do.
+async fn drain(mut body: Body) {
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    left = left.saturating_sub(frame.data_ref().map_or(0, |d| d.len()));
+                }
+                _ => return,
+            }
+        }
+    })
+    .await;
 }
 
 fn json_images(body: &[u8]) -> Result<(Vec<Bytes>, Option<usize>), ApiError> {

@@ -218,9 +218,12 @@ async fn bad_inputs_over_a_socket_get_4xx_and_the_server_goes_on() {
         (status, error_code(&body).as_str()),
         (413, "body_too_large")
     );
-    // Chunked, no length: refused while reading.
+    // Chunked, no length: refused while reading. The client is still
+    // sending (6.4 MB, more than the sockets buffer) when the server
+    // refuses at 1 MiB: it gets the 413 only because the server reads the
+    // rest before answering, not a broken pipe.
     let (status, body) = server
-        .call(Method::POST, &path, &png_headers, Chunks(40))
+        .call(Method::POST, &path, &png_headers, Chunks(100))
         .await;
     assert_eq!(
         (status, error_code(&body).as_str()),
@@ -284,6 +287,44 @@ impl hyper::body::Body for Chunks {
         self.0 -= 1;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![1u8; 64 << 10])))))
     }
+}
+
+/// A client that writes its whole chunked body before it reads (as curl
+/// does for an upload) gets the 413 of a body that outgrew the limit, not a
+/// reset connection: the server reads the rest of the body (up to 8 MiB
+/// more) before answering, where closing with it unread would reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_an_oversized_body_reads_the_413() {
+    use std::io::{Read, Write};
+    let fixture = Fixture::new();
+    let server = Server::start(fixture.state()).await;
+    let head = format!(
+        "POST /v1/models/{}/predict HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        fixture.large_id(),
+        fixture.bearer()
+    );
+    let addr = server.addr;
+    let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.write_all(head.as_bytes())?;
+        // 6 MiB in 64 KiB chunks: more than the limit (1 MiB) and than
+        // the sockets' buffers hold.
+        let chunk = vec![1u8; 64 << 10];
+        for _ in 0..96 {
+            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            stream.write_all(&chunk)?;
+            stream.write_all(b"\r\n")?;
+        }
+        stream.write_all(b"0\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+    .await
+    .unwrap()
+    .expect("the whole body is sent and the answer read");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
