@@ -591,6 +591,17 @@ mod tests {
         }
     }
 
+    /// Two narrow lanes (and `lanes`' wide one) running one image a batch.
+    fn one_image_batches(lanes: Lanes) -> Batcher {
+        let settings = BatchSettings {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            sessions: 2,
+            threads: 1,
+        };
+        Batcher::start(lanes, settings, 1, Arc::new(BatchStats::default()))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_alone_runs_wide_and_batches_side_by_side_run_narrow() {
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -604,13 +615,7 @@ mod tests {
             narrow: vec![tagged("narrow"), tagged("narrow")],
             wide: Some(tagged("wide")),
         };
-        let settings = BatchSettings {
-            max_batch: 1,
-            max_wait: Duration::ZERO,
-            sessions: 2,
-            threads: 1,
-        };
-        let batcher = Batcher::start(lanes, settings, 1, Arc::new(BatchStats::default()));
+        let batcher = one_image_batches(lanes);
         for i in 0..5 {
             assert_eq!(batcher.infer(vec![i as f32]).await.unwrap(), vec![i as f32]);
         }
@@ -664,13 +669,7 @@ mod tests {
             narrow: vec![lane(1, &narrow_runs), lane(1, &narrow_runs)],
             wide: Some(lane(2, &wide_runs)),
         };
-        let settings = BatchSettings {
-            max_batch: 1,
-            max_wait: Duration::ZERO,
-            sessions: 2,
-            threads: 1,
-        };
-        let batcher = Batcher::start(lanes, settings, 1, Arc::new(BatchStats::default()));
+        let batcher = one_image_batches(lanes);
         // Images 4 ms apart, each run 10 ms: one starts alone (wide), the
         // next arrives while it runs.
         let mut answers = Vec::new();
