@@ -8,7 +8,8 @@
 //! images are announced, i.e. being decoded and about to be queued, so a
 //! lone request never waits for company that is not coming, a model that
 //! batching does not speed up never waits, and under load batches fill up
-//! where they pay.
+//! where they pay. While another worker is idle a worker takes one image:
+//! the next one runs beside it, on the idle session.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
