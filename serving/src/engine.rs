@@ -67,7 +67,7 @@ pub trait Backend: Send + 'static {
 
 /// ONNX Runtime's session option that stops its pool threads spinning when
 /// the last concurrent run returns (they spin again at the next run).
-pub const FORCE_SPINNING_STOP: &str = "session.force_spinning_stop";
+const FORCE_SPINNING_STOP: &str = "session.force_spinning_stop";
 
 /// Loads ONNX Runtime from `library`, once per process (later calls reuse
 /// the first library: `semiclass_onnxruntime`).

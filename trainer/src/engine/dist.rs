@@ -207,13 +207,13 @@ impl Dist {
     }
 }
 
-/// Every rank must send the same buffers: a gradient that is undefined
-/// here (a skipped backward) goes as zeros, and stays undefined.
 /// A tensor conversion that failed around a collective.
 pub(crate) fn tensor_error(e: tch::TchError) -> TrainError {
     TrainError::Distributed(e.to_string())
 }
 
+/// Every rank must send the same buffers: a gradient that is undefined
+/// here (a skipped backward) goes as zeros, and stays undefined.
 fn gradients_or_zeros(params: &[(&Tensor, bool)]) -> Vec<Tensor> {
     params
         .iter()
